@@ -1,0 +1,1 @@
+"""Pure geometry helpers: coordinate systems, point validation, no web or database code."""
