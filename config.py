@@ -1,0 +1,77 @@
+"""Configuration read from the environment.
+
+GRIDGOV_ENV picks the profile: development (default), test or production. Every setting can be
+overridden by an environment variable of the same name.
+"""
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+class Config:
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-change-me")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    INSTANCE_DIR = Path(os.environ.get("GRIDGOV_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+    EMBEDDED_DB_NAME = os.environ.get("GRIDGOV_EMBEDDED_DB", "gridgov")
+    MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+    MAX_CONTENT_LENGTH = _env_int("GRIDGOV_MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
+
+    # OpenAPI document and docs page (assets served by the app, see gridgov/api/docs.py).
+    API_TITLE = "gridgov"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "/api/v1/docs/assets/"
+
+    # Paging of list endpoints.
+    PAGE_SIZE_DEFAULT = _env_int("GRIDGOV_PAGE_SIZE_DEFAULT", 50)
+    PAGE_SIZE_MAX = _env_int("GRIDGOV_PAGE_SIZE_MAX", 500)
+
+
+class DevelopmentConfig(Config):
+    pass
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret-key-of-at-least-32-bytes!!"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+
+    @classmethod
+    def check(cls) -> None:
+        missing = [n for n in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(n)]
+        if missing:
+            raise RuntimeError(f"production needs {', '.join(missing)} in the environment")
+
+
+PROFILES = {"development": DevelopmentConfig, "test": TestConfig, "production": ProductionConfig}
+
+
+def load_config(name: str | None = None) -> type[Config]:
+    """Return the config class for GRIDGOV_ENV (or `name`), checking production's needs."""
+    name = name or os.environ.get("GRIDGOV_ENV", "development")
+    if name not in PROFILES:
+        raise RuntimeError(f"GRIDGOV_ENV must be one of {sorted(PROFILES)}, not {name!r}")
+    profile = PROFILES[name]
+    if profile is ProductionConfig:
+        ProductionConfig.check()
+    return profile

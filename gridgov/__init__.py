@@ -1,0 +1,60 @@
+"""gridgov: the backend of grid-based community governance (网格化管理)."""
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from config import Config, load_config
+
+
+def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app from a config class, a dict of overrides, or the environment."""
+    app = Flask(__name__)
+    if isinstance(config, type):
+        app.config.from_object(config)
+    else:
+        app.config.from_object(load_config())
+        app.config.update(config or {})
+    # Chinese names stay readable in responses; keys keep the order the schemas give them.
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    register_logging(app)
+    register_database(app)
+    register_api_and_cli(app)
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    """Log lines with time, level and logger name (gunicorn captures stderr)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    # Alembic announces each of its plugins at INFO when imported; that is noise here.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_database(app: Flask) -> None:
+    """Bind SQLAlchemy and Alembic; without DATABASE_URL use the private embedded cluster."""
+    from gridgov import embedded_pg
+    from gridgov.extensions import db, migrate
+
+    url = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if url:
+        app.config["SQLALCHEMY_DATABASE_URI"] = embedded_pg.normalize_database_url(url)
+    else:
+        app.config["SQLALCHEMY_DATABASE_URI"], _ = embedded_pg.database_url_from_env_or_embedded(
+            app.config["INSTANCE_DIR"], app.config["EMBEDDED_DB_NAME"]
+        )
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
+
+
+def register_api_and_cli(app: Flask) -> None:
+    """HTTP blueprints, the OpenAPI document, error handlers and CLI commands."""
+    from gridgov.api import register_api
+    from gridgov.cli import register_cli
+
+    register_api(app)
+    register_cli(app)

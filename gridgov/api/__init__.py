@@ -1,0 +1,17 @@
+"""The HTTP edge: blueprints, the OpenAPI document and the error envelope."""
+
+from flask import Flask
+from flask_smorest import Api
+
+from gridgov.api import areas, docs, health
+from gridgov.api.errors import register_error_handlers
+
+
+def register_api(app: Flask) -> None:
+    """Register the API blueprints, docs assets and error handlers on `app`."""
+    api = Api(app)
+    api.register_blueprint(areas.blp)
+    app.register_blueprint(health.blp)
+    app.register_blueprint(docs.blp)
+    # After Api(app): these replace flask-smorest's own HTTPException handler.
+    register_error_handlers(app)

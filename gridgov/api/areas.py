@@ -1,0 +1,62 @@
+"""Area tree endpoints: /api/v1/areas."""
+
+import json
+from dataclasses import asdict
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
+from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.extensions import db
+from gridgov.schemas.areas import (
+    AreaDetailSchema,
+    AreaListQuerySchema,
+    AreaPageSchema,
+    FormatQuerySchema,
+)
+from gridgov.services import areas as area_service
+
+blp = Blueprint("areas", __name__, url_prefix="/api/v1/areas", description="The area tree.")
+
+
+def _properties(area: area_service.AreaView) -> dict:
+    return {"code": area.code, "name": area.name, "level": area.level, "parent": area.parent}
+
+
+@blp.route("")
+@blp.arguments(AreaListQuerySchema, location="query")
+@blp.response(200, AreaPageSchema)
+def list_areas(args):
+    """List current areas by level, parent and bbox; `format=geojson` for a FeatureCollection."""
+    limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+    after = decode_cursor(args["cursor"], keys=("code",))["code"] if "cursor" in args else None
+    as_geojson = wants_geojson(args.get("format"))
+    page = area_service.list_areas(
+        db.session,
+        level=args.get("level"),
+        parent_code=args.get("parent"),
+        bbox=args.get("bbox"),
+        after_code=after,
+        limit=limit,
+        with_geometry=as_geojson,
+    )
+    next_cursor = encode_cursor({"code": page.items[-1].code}) if page.has_more else None
+    if as_geojson:
+        features = (feature(a.geometry_json, _properties(a), a.code) for a in page.items)
+        return geojson_response(feature_collection(features, next_cursor=next_cursor))
+    return {"items": [_properties(a) for a in page.items], "next_cursor": next_cursor}
+
+
+@blp.route("/<string:code>")
+@blp.arguments(FormatQuerySchema, location="query")
+@blp.response(200, AreaDetailSchema)
+@blp.alt_response(404, description="No such area (`area_not_found`).")
+def get_area(args, code):
+    """One area with its boundary; `format=geojson` for a GeoJSON Feature."""
+    area = area_service.get_area(db.session, code=code)
+    if wants_geojson(args.get("format")):
+        return geojson_response(feature(area.geometry_json, _properties(area), area.code))
+    result = asdict(area)
+    result["geometry"] = json.loads(result.pop("geometry_json"))
+    return result

@@ -1,0 +1,123 @@
+"""The JSON error envelope for every error the service answers with (DESIGN.md §4).
+
+{"code": 422, "status": "Unprocessable Entity", "error": "validation_failed",
+ "message": "…", "errors": {…field errors…}, "details": {…}}
+"""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from gridgov.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+# Stable codes for errors that come from the framework rather than from a service.
+DEFAULT_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    428: "precondition_required",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+DB_RETRY_AFTER_SECONDS = 5
+
+
+def error_response(
+    status: int,
+    *,
+    error: str | None = None,
+    message: str | None = None,
+    errors: dict[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+):
+    """Build the envelope response for an HTTP status."""
+    phrase = HTTPStatus(status).phrase
+    body = {
+        "code": status,
+        "status": phrase,
+        "error": error or DEFAULT_ERROR_CODES.get(status, "error"),
+        "message": message or phrase,
+        "errors": errors or {},
+        "details": details or {},
+    }
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def handle_http_exception(exc: HTTPException):
+    """Werkzeug/flask-smorest HTTP errors, including webargs validation (422)."""
+    data = getattr(exc, "data", None) or {}
+    status = exc.code or 500
+    errors = data.get("messages") or data.get("errors")
+    message = data.get("message") or exc.description
+    if status == 422 and errors:
+        message = "The request did not validate."
+    headers = dict(data.get("headers") or {})
+    if status == 405 and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
+    return error_response(
+        status,
+        error=data.get("error"),
+        message=message,
+        errors=errors,
+        details=data.get("details"),
+        headers=headers,
+    )
+
+
+def handle_domain_error(exc: DomainError):
+    """Errors raised on purpose by services."""
+    return error_response(
+        exc.http_status,
+        error=exc.code,
+        message=exc.message,
+        errors=exc.errors,
+        details=exc.details,
+    )
+
+
+def handle_database_unavailable(exc: DBAPIError):
+    """The database is unreachable (restart, failover): ask the client to retry."""
+    if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+        return handle_unexpected(exc)
+    log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+    return error_response(
+        503,
+        error="database_unavailable",
+        message="The database is not reachable; retry shortly.",
+        details={"retry_after": DB_RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
+    )
+
+
+def handle_unexpected(exc: Exception):
+    """Anything else: log it with its traceback, answer without one."""
+    log.exception("unhandled error")
+    return error_response(500, message="An unexpected error occurred.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error through the envelope (called after flask-smorest's own handlers)."""
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(DBAPIError, handle_database_unavailable)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,69 @@
+"""Domain errors: raised by services, turned into the JSON error envelope at the HTTP edge.
+
+Each error has a stable snake_case `code` (what a phone app branches on) and an HTTP status.
+"""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose."""
+
+    code = "domain_error"
+    http_status = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        errors: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details or {}
+        self.errors = errors or {}
+
+
+class NotFound(DomainError):
+    """The thing asked for does not exist (or is outside the caller's scope)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class AreaNotFound(NotFound):
+    """No area with that code."""
+
+    code = "area_not_found"
+
+
+class ValidationFailed(DomainError):
+    """Input that parsed but makes no sense for the domain."""
+
+    code = "validation_failed"
+    http_status = 422
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class Forbidden(DomainError):
+    """The caller may not do this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class Unauthorized(DomainError):
+    """Missing or bad credentials."""
+
+    code = "unauthorized"
+    http_status = 401

@@ -1,0 +1,13 @@
+"""Flask extensions, created unbound; `create_app` binds them."""
+
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+from gridgov.models import Base
+
+# create_savepoint only matters when the session is bound to a connection that is already in
+# a transaction (the test suite); with an Engine it behaves as the default.
+db = SQLAlchemy(
+    metadata=Base.metadata, session_options={"join_transaction_mode": "create_savepoint"}
+)
+migrate = Migrate()

@@ -1,0 +1,93 @@
+"""The area tree (district → town → community → grid → micro-grid) and its boundary history.
+
+One table holds every level (as MapIt does): a level column, a parent foreign key and a code
+that extends the parent's code by three digits. The current boundary lives on the area; every
+boundary it ever had lives in `area_revision`, written by a `boundary_changeset`.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from geo.codes import LEVEL_CODE_LENGTH
+from gridgov.models.base import Base, CreatedAtMixin
+
+# Codes grow by three digits a level (GB/T 2260 district, GB/T 10114 town, then +3 each).
+AREA_LEVELS = tuple(LEVEL_CODE_LENGTH)
+
+_level_list = ", ".join(f"'{level}'" for level in AREA_LEVELS)
+_code_length_case = " ".join(f"WHEN '{lvl}' THEN {n}" for lvl, n in LEVEL_CODE_LENGTH.items())
+
+
+def boundary_column() -> Any:
+    """A MULTIPOLYGON/4326 column; the GiST index is declared explicitly on each table."""
+    # spatial_index=False: GeoAlchemy2 would otherwise add an index of its own that Alembic's
+    # autogenerate then sees a second time (the duplicated spatial index pitfall).
+    return mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
+
+
+class Area(CreatedAtMixin, Base):
+    __tablename__ = "area"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(12))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"), index=True)
+    boundary: Mapped[WKBElement] = boundary_column()
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    parent: Mapped["Area | None"] = relationship(remote_side=[id])
+
+    __table_args__ = (
+        CheckConstraint(f"level IN ({_level_list})", name="level_known"),
+        CheckConstraint(f"length(code) = CASE level {_code_length_case} END", name="code_length"),
+        CheckConstraint("code ~ '^[0-9]+$'", name="code_digits"),
+        CheckConstraint("ST_IsValid(boundary)", name="boundary_valid"),
+        CheckConstraint("(parent_id IS NULL) = (level = 'district')", name="parent_iff_not_root"),
+        Index("ix_area_boundary", "boundary", postgresql_using="gist"),
+        Index("ix_area_level_code", "level", "code"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<Area {self.code} {self.level} {self.name}>"
+
+
+class BoundaryChangeset(CreatedAtMixin, Base):
+    """One administrative act on the map: a demo load, an import, a redraw."""
+
+    __tablename__ = "boundary_changeset"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text, default="")
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    summary: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class AreaRevision(Base):
+    """A boundary (and name/parent) an area had from valid_from until valid_to (open = current)."""
+
+    __tablename__ = "area_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    boundary: Mapped[WKBElement] = boundary_column()
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    changeset_id: Mapped[int] = mapped_column(ForeignKey("boundary_changeset.id"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="valid_period"),
+        CheckConstraint("ST_IsValid(boundary)", name="boundary_valid"),
+        Index("ix_area_revision_area_valid_from", "area_id", "valid_from"),
+        Index("ix_area_revision_boundary", "boundary", postgresql_using="gist"),
+    )

@@ -1,0 +1,1 @@
+"""marshmallow schemas for request parsing and response documentation. They never query."""
