@@ -28,6 +28,10 @@ class Config:
     MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
     MAX_CONTENT_LENGTH = _env_int("GRIDGOV_MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
 
+    # Tokens (flask-jwt-extended): short-lived access tokens, longer refresh tokens.
+    ACCESS_TOKEN_MINUTES = _env_int("GRIDGOV_ACCESS_TOKEN_MINUTES", 15)
+    REFRESH_TOKEN_DAYS = _env_int("GRIDGOV_REFRESH_TOKEN_DAYS", 14)
+
     # OpenAPI document and docs page (assets served by the app, see gridgov/api/docs.py).
     API_TITLE = "gridgov"
     API_VERSION = "v1"
@@ -36,6 +40,10 @@ class Config:
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
     OPENAPI_SWAGGER_UI_URL = "/api/v1/docs/assets/"
+    API_SPEC_OPTIONS = {
+        "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearerAuth": []}],
+    }
 
     # Paging of list endpoints.
     PAGE_SIZE_DEFAULT = _env_int("GRIDGOV_PAGE_SIZE_DEFAULT", 50)

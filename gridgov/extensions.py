@@ -1,5 +1,6 @@
 """Flask extensions, created unbound; `create_app` binds them."""
 
+from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
@@ -11,3 +12,4 @@ db = SQLAlchemy(
     metadata=Base.metadata, session_options={"join_transaction_mode": "create_savepoint"}
 )
 migrate = Migrate()
+jwt = JWTManager()

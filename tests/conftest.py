@@ -10,12 +10,15 @@ os.environ["GRIDGOV_ENV"] = "test"
 
 import flask_migrate
 import pytest
+from sqlalchemy import select
 
 from geo.demo_district import generate_district
 from gridgov import create_app
 from gridgov.extensions import db
+from gridgov.models import User
 from gridgov.services import demo as demo_service
 from tests import dbsetup
+from tests.helpers import bearer
 
 TEST_DB = f"gridgov_test_{os.getpid()}"
 
@@ -72,3 +75,25 @@ def db_session(app):
 def client(app, db_session):
     """A test client whose requests share the rolled-back connection."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def demo_users(app):
+    """Demo users by username (detached rows: read ids and roles only)."""
+    with app.app_context():
+        users = db.session.scalars(select(User)).all()
+        db.session.expunge_all()
+    return {user.username: user for user in users}
+
+
+@pytest.fixture(scope="session")
+def auth(app, demo_users):
+    """auth("town_supervisor") → headers carrying that demo user's access token."""
+    cache: dict[str, dict[str, str]] = {}
+
+    def headers(username: str) -> dict[str, str]:
+        if username not in cache:
+            cache[username] = bearer(app, demo_users[username])
+        return cache[username]
+
+    return headers

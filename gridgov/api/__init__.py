@@ -3,13 +3,16 @@
 from flask import Flask
 from flask_smorest import Api
 
-from gridgov.api import areas, docs, health
+from gridgov.api import areas, auth, docs, health
 from gridgov.api.errors import register_error_handlers
+from gridgov.api.security import register_security
 
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints, docs assets and error handlers on `app`."""
     api = Api(app)
+    register_security(app)
+    api.register_blueprint(auth.blp)
     api.register_blueprint(areas.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)

@@ -6,6 +6,13 @@ from shapely.geometry import Point, shape
 DISTRICT = "330212"
 
 
+@pytest.fixture
+def client(client, auth):
+    """Any signed-in user may read the area tree."""
+    client.environ_base["HTTP_AUTHORIZATION"] = auth("grid_worker")["Authorization"]
+    return client
+
+
 def test_towns_are_listed_in_code_order(client):
     body = client.get("/api/v1/areas?level=town&limit=500").get_json()
     codes = [item["code"] for item in body["items"]]

@@ -5,6 +5,7 @@ from flask import Blueprint
 
 from gridgov import create_app
 from gridgov.errors import Conflict
+from tests.helpers import bearer
 
 ENVELOPE_KEYS = {"code", "status", "error", "message", "errors", "details"}
 
@@ -23,15 +24,15 @@ def test_unknown_url_is_404(client):
     assert_envelope(client.get("/no/such/page"), 404, "not_found")
 
 
-def test_wrong_method_is_405_with_allow(client):
-    response = client.delete("/api/v1/areas")
+def test_wrong_method_is_405_with_allow(client, auth):
+    response = client.delete("/api/v1/areas", headers=auth("admin"))
     body = assert_envelope(response, 405, "method_not_allowed")
     assert "GET" in response.headers["Allow"]
     assert body["message"]
 
 
 @pytest.fixture(scope="module")
-def failing_client(app):
+def failing_client(app, demo_users):
     """A second app on the same database with routes that fail in two ways."""
     failing = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]})
     failing.config["PROPAGATE_EXCEPTIONS"] = False
@@ -46,7 +47,11 @@ def failing_client(app):
         raise Conflict("already there", code="already_there", details={"id": 7})
 
     failing.register_blueprint(bp)
-    return failing.test_client()
+    client = failing.test_client()
+    client.environ_base.update(
+        HTTP_AUTHORIZATION=bearer(failing, demo_users["admin"])["Authorization"]
+    )
+    return client
 
 
 def test_unexpected_exception_is_500_without_internals(failing_client):
@@ -68,6 +73,7 @@ def test_healthz(client):
 
 
 def test_openapi_document_and_docs_page_are_local(client):
+    """Public: no token needed for the document, the page or its assets."""
     spec = client.get("/api/v1/openapi.json")
     assert spec.status_code == 200
     assert "/api/v1/areas" in spec.get_json()["paths"]

@@ -1,0 +1,128 @@
+"""Incidents reported from phones (and other channels), with the routing they got."""
+
+from datetime import datetime
+
+from geoalchemy2 import Geometry, WKBElement
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from geo.crs import SUPPORTED_CRS
+from gridgov.models.base import Base, CreatedAtMixin
+
+STATUSES = (
+    "reported",
+    "accepted",
+    "rejected",
+    "duplicate",
+    "dispatched",
+    "in_progress",
+    "resolved",
+    "verified",
+    "returned",
+    "closed",
+)
+ROUTING_METHODS = ("covered", "nearest", "unrouted")
+INPUT_CRS = SUPPORTED_CRS
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def point_column() -> Geometry:
+    """A WGS-84 POINT column (its GiST index is declared on the table)."""
+    return mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=False)
+
+
+class Incident(CreatedAtMixin, Base):
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # Idempotency: a phone's client_id is unique per reporter; content_hash tells a replay
+    # (same content) from a conflict (different content).
+    client_id: Mapped[str] = mapped_column(String(64))
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), server_default="phone")
+
+    category_id: Mapped[int] = mapped_column(ForeignKey("category.id"))
+    priority: Mapped[str] = mapped_column(String(10))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    resolved_on_site: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    patrol_id: Mapped[int | None] = mapped_column(ForeignKey("patrol.id"), index=True)
+
+    # The WGS-84 point used for routing, and what the phone sent.
+    location: Mapped[WKBElement] = point_column()
+    input_lon: Mapped[float] = mapped_column(Float)
+    input_lat: Mapped[float] = mapped_column(Float)
+    input_crs: Mapped[str] = mapped_column(String(10))
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+
+    # Routing: every level by foreign key (town_id on every row, for later distribution).
+    routing_method: Mapped[str] = mapped_column(String(10))
+    routing_distance_m: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    # How many micro-grids covered the point (2+ on a shared edge; lowest code won).
+    routing_candidates: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    microgrid_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    town_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+
+    handler_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        UniqueConstraint("reporter_id", "client_id", name="uq_incident_reporter_client"),
+        CheckConstraint(f"status IN ({_in(STATUSES)})", name="status_known"),
+        CheckConstraint(f"routing_method IN ({_in(ROUTING_METHODS)})", name="routing_known"),
+        CheckConstraint(f"input_crs IN ({_in(INPUT_CRS)})", name="crs_known"),
+        CheckConstraint(
+            "(routing_method = 'unrouted') = (grid_id IS NULL)", name="routed_iff_grid"
+        ),
+        Index("ix_incident_location", "location", postgresql_using="gist"),
+        Index("ix_incident_town_status", "town_id", "status"),
+        Index("ix_incident_grid_status", "grid_id", "status"),
+        Index("ix_incident_reporter", "reporter_id", "id"),
+        Index("ix_incident_handler", "handler_id", "status"),
+    )
+
+
+class IncidentEvent(Base):
+    """One entry of an incident's append-only timeline (who did what, from which state)."""
+
+    __tablename__ = "incident_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, server_default="")
+    data: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_incident_event_incident", "incident_id", "id"),)

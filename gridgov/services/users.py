@@ -1,0 +1,50 @@
+"""Users: authentication and what a user is assigned to."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from gridgov.errors import Unauthorized
+from gridgov.models import Area, Assignment, User
+from gridgov.services.passwords import hash_password, verify_password
+
+# Verified against when the username is unknown, so both failures take the same time.
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User:
+    """The active user with these credentials, or Unauthorized(invalid_credentials)."""
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if not (user and valid and user.is_active):
+        raise Unauthorized("Wrong username or password.", code="invalid_credentials")
+    return user
+
+
+def get_active_user(session: Session, *, user_id: int) -> User:
+    """The active user behind a token, or Unauthorized (deleted or deactivated since)."""
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("This account is not active.", code="account_inactive")
+    return user
+
+
+def active_assignment_filter(now: datetime | None = None):
+    """SQL condition: an assignment active at `now` (default: the present)."""
+    now = now or datetime.now(UTC)
+    return (Assignment.active_from <= now) & or_(
+        Assignment.active_to.is_(None), Assignment.active_to > now
+    )
+
+
+def assigned_area_codes(session: Session, *, user_id: int) -> list[str]:
+    """Codes of the areas the user is assigned to now, in code order."""
+    return list(
+        session.scalars(
+            select(Area.code)
+            .join(Assignment, Assignment.area_id == Area.id)
+            .where(Assignment.user_id == user_id, active_assignment_filter())
+            .order_by(Area.code)
+        )
+    )
