@@ -137,7 +137,8 @@ def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
     return _invert(gcj02_to_bd09, lon, lat, z * math.cos(theta), z * math.sin(theta))
 
 
-def _normalize_crs(crs: object) -> str:
+def normalize_crs(crs: object) -> str:
+    """The canonical name of a supported coordinate system, or UnknownCRS."""
     name = crs.strip().lower() if isinstance(crs, str) else None
     if name not in SUPPORTED_CRS:
         raise UnknownCRS(crs)
@@ -146,7 +147,7 @@ def _normalize_crs(crs: object) -> str:
 
 def to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
     """Convert a point from any supported coordinate system (case-insensitive name) to WGS-84."""
-    name = _normalize_crs(crs)
+    name = normalize_crs(crs)
     if name == "gcj02":
         return gcj02_to_wgs84(lon, lat)
     if name == "bd09":
@@ -158,7 +159,7 @@ def to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
 
 def from_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
     """Convert a WGS-84 point to any supported coordinate system (case-insensitive name)."""
-    name = _normalize_crs(crs)
+    name = normalize_crs(crs)
     if name == "gcj02":
         return wgs84_to_gcj02(lon, lat)
     if name == "bd09":

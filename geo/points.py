@@ -6,6 +6,9 @@ response, never a 500. Only real numbers are accepted: no bools, no strings, no 
 
 import math
 import numbers
+from dataclasses import dataclass
+
+from geo.crs import normalize_crs, to_wgs84
 
 NOT_A_NUMBER = "not_a_number"
 OUT_OF_RANGE = "out_of_range"
@@ -89,3 +92,28 @@ def validate_lon_lat(
     ):
         raise _swapped_error(x, y)
     return x, y
+
+
+# Mainland China and its seas, roughly: a point outside it whose swap is inside is a swap.
+CHINA_BBOX: BBox = (72.0, 0.8, 137.9, 55.9)
+
+
+@dataclass(frozen=True)
+class InputPoint:
+    """A checked input point: what was sent (input_*, crs) and its WGS-84 equivalent."""
+
+    input_lon: float
+    input_lat: float
+    crs: str
+    lon: float
+    lat: float
+    accuracy_m: float | None = None
+
+
+def parse_input_point(
+    lon: object, lat: object, crs: str = "wgs84", accuracy_m: float | None = None
+) -> InputPoint:
+    """Validate a phone's point (expected in China) and convert it to WGS-84."""
+    x, y = validate_lon_lat(lon, lat, expected_bbox=CHINA_BBOX)
+    wgs_lon, wgs_lat = to_wgs84(x, y, crs)
+    return InputPoint(x, y, normalize_crs(crs), wgs_lon, wgs_lat, accuracy_m)

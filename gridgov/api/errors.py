@@ -5,6 +5,8 @@
 """
 
 import logging
+import re
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -35,6 +37,9 @@ DEFAULT_ERROR_CODES = {
     503: "service_unavailable",
 }
 DB_RETRY_AFTER_SECONDS = 5
+# A field message written as "<code>: <text>" names a stable code of its own (for example
+# swapped_coordinates); the envelope's `error` then carries it instead of validation_failed.
+_CODED_MESSAGE = re.compile(r"^([a-z][a-z0-9_]+): ")
 
 
 def error_response(
@@ -69,19 +74,35 @@ def handle_http_exception(exc: HTTPException):
     status = exc.code or 500
     errors = data.get("messages") or data.get("errors")
     message = data.get("message") or exc.description
+    error = data.get("error")
     if status == 422 and errors:
         message = "The request did not validate."
+        error = error or next(_message_codes(errors), None)
     headers = dict(data.get("headers") or {})
     if status == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
     return error_response(
         status,
-        error=data.get("error"),
+        error=error,
         message=message,
         errors=errors,
         details=data.get("details"),
         headers=headers,
     )
+
+
+def _message_codes(messages: object) -> Iterator[str]:
+    """Codes of "<code>: text" messages anywhere in marshmallow's nested error messages."""
+    if isinstance(messages, str):
+        match = _CODED_MESSAGE.match(messages)
+        if match:
+            yield match.group(1)
+    elif isinstance(messages, dict):
+        for value in messages.values():
+            yield from _message_codes(value)
+    elif isinstance(messages, list):
+        for value in messages:
+            yield from _message_codes(value)
 
 
 def handle_domain_error(exc: DomainError):

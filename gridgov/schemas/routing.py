@@ -1,0 +1,42 @@
+"""Schemas of the routing lookup."""
+
+from marshmallow import Schema, fields
+
+from gridgov.schemas.location import LocationSchema
+
+
+class RouteQuerySchema(LocationSchema):
+    # Query strings carry text: parse numbers first, then the shared point checks apply.
+    lon = fields.Float(required=True, allow_nan=False, metadata={"description": "Longitude."})
+    lat = fields.Float(required=True, allow_nan=False, metadata={"description": "Latitude."})
+
+
+class AreaRefSchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class PointSchema(Schema):
+    lon = fields.Float(required=True)
+    lat = fields.Float(required=True)
+
+
+class RoutingSchema(Schema):
+    point = fields.Nested(
+        PointSchema, required=True, metadata={"description": "WGS-84 point used."}
+    )
+    method = fields.String(required=True, metadata={"description": "covered, nearest or unrouted"})
+    distance_m = fields.Float(required=True)
+    candidates = fields.Integer(
+        required=True,
+        metadata={
+            "description": "Micro-grids covering the point; above 1 on a shared edge, where the"
+            " lowest code wins."
+        },
+    )
+    tie_break = fields.String(allow_none=True)
+    microgrid = fields.Nested(AreaRefSchema, allow_none=True)
+    grid = fields.Nested(AreaRefSchema, allow_none=True)
+    community = fields.Nested(AreaRefSchema, allow_none=True)
+    town = fields.Nested(AreaRefSchema, allow_none=True)
+    district = fields.Nested(AreaRefSchema, allow_none=True)

@@ -1,0 +1,136 @@
+"""Routing: which micro-grid, grid, community, town and district a WGS-84 point belongs to.
+
+Spatial rules (DESIGN.md §3):
+- Lookup is ST_Covers on the finest level (micro-grids), so a point exactly on an edge matches;
+  ST_Contains would miss it.
+- A point on a shared edge or vertex is covered by several micro-grids: the LOWEST CODE wins,
+  deterministically, and `candidates` reports how many there were.
+- A point covered by no micro-grid (GPS drift at the district edge, the enclave, a river) goes
+  to the nearest micro-grid within `max_nearest_m` metres, measured on the spheroid
+  (geography), marked `nearest` with its distance; beyond that it stays `unrouted`, in the
+  district's queue (district set, every lower level empty). A report is never refused for
+  its location.
+- The parent chain comes from foreign keys, not from more spatial queries.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+# Candidates taken by the bounding-box KNN operator before ranking by true metric distance:
+# <-> orders by planar degrees, which can misorder near-equal candidates at this latitude.
+NEAREST_CANDIDATES = 5
+ROUTE_LEVELS = ("microgrid", "grid", "community", "town", "district")
+
+_ROUTE_SQL = text(
+    """
+WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
+covering AS (
+    SELECT a.id, a.code
+    FROM area a, pt
+    WHERE a.level = 'microgrid' AND a.retired_at IS NULL AND ST_Covers(a.boundary, pt.g)
+),
+hit AS (
+    SELECT id, 'covered'::text AS method, 0.0::float8 AS distance_m,
+           (SELECT count(*) FROM covering)::int AS candidates
+    FROM covering ORDER BY code LIMIT 1
+),
+near AS (
+    SELECT id, 'nearest'::text, distance_m, 0
+    FROM (
+        SELECT a.id, a.code, ST_Distance(a.boundary::geography, pt.g::geography) AS distance_m
+        FROM area a, pt
+        WHERE a.level = 'microgrid' AND a.retired_at IS NULL
+        ORDER BY a.boundary <-> pt.g
+        LIMIT :candidates
+    ) knn
+    WHERE NOT EXISTS (SELECT 1 FROM hit) AND distance_m <= :max_m
+    ORDER BY distance_m, code
+    LIMIT 1
+),
+chosen AS (SELECT * FROM hit UNION ALL SELECT * FROM near)
+SELECT chosen.method, chosen.distance_m, chosen.candidates,
+       m.id, m.code, m.name, g.id, g.code, g.name, c.id, c.code, c.name,
+       t.id, t.code, t.name, d.id, d.code, d.name
+FROM chosen
+JOIN area m ON m.id = chosen.id
+JOIN area g ON g.id = m.parent_id
+JOIN area c ON c.id = g.parent_id
+JOIN area t ON t.id = c.parent_id
+JOIN area d ON d.id = t.parent_id
+"""
+)
+
+
+@dataclass(frozen=True)
+class AreaRef:
+    id: int
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Routing:
+    lon: float
+    lat: float
+    method: str
+    distance_m: float
+    candidates: int
+    microgrid: AreaRef | None = None
+    grid: AreaRef | None = None
+    community: AreaRef | None = None
+    town: AreaRef | None = None
+    district: AreaRef | None = None
+
+    def area_id(self, level: str) -> int | None:
+        """Id of the routed area at `level`, or None when unrouted."""
+        area = getattr(self, level)
+        return area.id if area else None
+
+
+def route_point(session: Session, *, lon: float, lat: float, max_nearest_m: float) -> Routing:
+    """Route a WGS-84 point to its micro-grid and parents (covered, nearest or unrouted)."""
+    row = session.execute(
+        _ROUTE_SQL,
+        {"lon": lon, "lat": lat, "max_m": max_nearest_m, "candidates": NEAREST_CANDIDATES},
+    ).first()
+    if row is None:
+        district = _queue_district(session)
+        return Routing(
+            lon=lon, lat=lat, method="unrouted", distance_m=0.0, candidates=0, district=district
+        )
+    method, distance_m, candidates, *ids_codes_names = row
+    areas = {
+        level: AreaRef(*ids_codes_names[i * 3 : i * 3 + 3]) for i, level in enumerate(ROUTE_LEVELS)
+    }
+    return Routing(
+        lon=lon,
+        lat=lat,
+        method=method,
+        distance_m=round(distance_m, 2),
+        candidates=candidates,
+        **areas,
+    )
+
+
+def routing_columns(routing: Routing) -> dict:
+    """The incident columns that record a routing."""
+    columns = {f"{level}_id": routing.area_id(level) for level in ROUTE_LEVELS}
+    columns.update(
+        routing_method=routing.method,
+        routing_distance_m=routing.distance_m,
+        routing_candidates=routing.candidates,
+    )
+    return columns
+
+
+def _queue_district(session: Session) -> AreaRef | None:
+    # An unrouted report waits in the district's queue; the tree has one district root.
+    row = session.execute(
+        text(
+            "SELECT id, code, name FROM area WHERE level = 'district' AND retired_at IS NULL"
+            " ORDER BY code LIMIT 1"
+        )
+    ).first()
+    return AreaRef(*row) if row else None
