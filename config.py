@@ -28,6 +28,10 @@ class Config:
     MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
     MAX_CONTENT_LENGTH = _env_int("GRIDGOV_MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
 
+    # Photos: the largest upload accepted, and where files are stored (by content hash).
+    PHOTO_MAX_BYTES = _env_int("GRIDGOV_PHOTO_MAX_BYTES", 8 * 1024 * 1024)
+    UPLOAD_DIR = Path(os.environ.get("GRIDGOV_UPLOAD_DIR", INSTANCE_DIR / "uploads"))
+
     # Tokens (flask-jwt-extended): short-lived access tokens, longer refresh tokens.
     ACCESS_TOKEN_MINUTES = _env_int("GRIDGOV_ACCESS_TOKEN_MINUTES", 15)
     REFRESH_TOKEN_DAYS = _env_int("GRIDGOV_REFRESH_TOKEN_DAYS", 14)
@@ -44,6 +48,20 @@ class Config:
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearerAuth": []}],
     }
+
+    # Routing: a point outside every micro-grid goes to the nearest one within this distance.
+    ROUTING_NEAREST_MAX_M = _env_float("GRIDGOV_ROUTING_NEAREST_MAX_M", 200.0)
+
+    # Possible duplicates suggested on submission: same category, this close, this recent.
+    DUPLICATE_RADIUS_M = _env_float("GRIDGOV_DUPLICATE_RADIUS_M", 100.0)
+    DUPLICATE_WINDOW_HOURS = _env_float("GRIDGOV_DUPLICATE_WINDOW_HOURS", 72.0)
+
+    # Working calendar for time limits (holidays and adjusted working days are data).
+    WORK_CALENDAR_FILE = Path(
+        os.environ.get(
+            "GRIDGOV_WORK_CALENDAR", PROJECT_ROOT / "gridgov" / "data" / "work_calendar.json"
+        )
+    )
 
     # Paging of list endpoints.
     PAGE_SIZE_DEFAULT = _env_int("GRIDGOV_PAGE_SIZE_DEFAULT", 50)

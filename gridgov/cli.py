@@ -3,14 +3,17 @@
 import time
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from geo.demo_district import generate_district
 from gridgov.extensions import db
 from gridgov.services import demo as demo_service
+from gridgov.services import workflow
+from gridgov.services.calendar import load_calendar
 
 demo_cli = AppGroup("demo", help="The demo district.")
+incidents_cli = AppGroup("incidents", help="Case handling jobs.")
 
 
 @demo_cli.command("load")
@@ -54,6 +57,22 @@ def show_logins() -> None:
         )
 
 
+@incidents_cli.command("escalate-overdue")
+@click.option("--limit", type=int, default=1000, show_default=True, help="Cases per run.")
+def escalate_overdue(limit: int) -> None:
+    """Escalate overdue open cases one level; safe to run every minute from cron."""
+    calendar = load_calendar(current_app.config["WORK_CALENDAR_FILE"])
+    report = workflow.escalate_overdue(db.session, calendar=calendar, limit=limit)
+    db.session.commit()
+    for incident_id, from_level, to_level in report.escalated:
+        click.echo(f"escalated incident {incident_id}: {from_level} -> {to_level}")
+    click.echo(
+        f"escalate-overdue: {len(report.escalated)} escalated,"
+        f" {report.overdue_at_top} overdue at district level (cannot go higher)"
+    )
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(demo_cli)
+    app.cli.add_command(incidents_cli)

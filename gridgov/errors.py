@@ -67,3 +67,24 @@ class Unauthorized(DomainError):
 
     code = "unauthorized"
     http_status = 401
+
+
+class PreconditionFailed(DomainError):
+    """A conditional request (If-Match, expected_version) no longer holds."""
+
+    code = "precondition_failed"
+    http_status = 412
+
+
+class PayloadTooLarge(DomainError):
+    """The request body or an upload exceeds a limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(DomainError):
+    """The content is of a type this endpoint does not take."""
+
+    code = "unsupported_media_type"
+    http_status = 415

@@ -41,9 +41,12 @@ def _require_token() -> None:
 
 
 def current_user() -> User:
-    """The active user of the request's token (loaded once per request)."""
-    if "current_user" not in g:
+    """The active user of the request's token (loaded once per token and app context)."""
+    # Keyed by the token's id: an app context can outlive one request (tests, CLI).
+    jti = get_jwt()["jti"]
+    if g.get("current_user_jti") != jti:
         g.current_user = user_service.get_active_user(db.session, user_id=int(get_jwt_identity()))
+        g.current_user_jti = jti
     return g.current_user
 
 

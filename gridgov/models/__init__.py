@@ -3,7 +3,15 @@
 from gridgov.models.area import AREA_LEVELS, Area, AreaRevision, BoundaryChangeset
 from gridgov.models.base import Base
 from gridgov.models.category import PRIORITIES, Category
-from gridgov.models.incident import INPUT_CRS, ROUTING_METHODS, STATUSES, Incident, IncidentEvent
+from gridgov.models.incident import (
+    HANDLING_LEVELS,
+    INPUT_CRS,
+    ROUTING_METHODS,
+    STATUSES,
+    TERMINAL_STATUSES,
+    Incident,
+    IncidentEvent,
+)
 from gridgov.models.patrol import Patrol, TrackPoint
 from gridgov.models.photo import Photo
 from gridgov.models.user import DUTIES, ROLES, Assignment, User
@@ -11,11 +19,13 @@ from gridgov.models.user import DUTIES, ROLES, Assignment, User
 __all__ = [
     "AREA_LEVELS",
     "DUTIES",
+    "HANDLING_LEVELS",
     "INPUT_CRS",
     "PRIORITIES",
     "ROLES",
     "ROUTING_METHODS",
     "STATUSES",
+    "TERMINAL_STATUSES",
     "Area",
     "AreaRevision",
     "Assignment",

@@ -37,6 +37,9 @@ STATUSES = (
     "closed",
 )
 ROUTING_METHODS = ("covered", "nearest", "unrouted")
+# Escalation moves handling up one level at a time.
+HANDLING_LEVELS = ("grid", "community", "town", "district")
+TERMINAL_STATUSES = ("rejected", "duplicate", "closed")
 INPUT_CRS = SUPPORTED_CRS
 
 
@@ -86,8 +89,22 @@ class Incident(CreatedAtMixin, Base):
     town_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
     district_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
 
+    # Case handling (GB/T 30428 flow): who holds it, at which level, and when each stage ended.
     handler_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    handling_unit: Mapped[str | None] = mapped_column(String(100))
+    proposed_handler_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    handling_level: Mapped[str] = mapped_column(String(12), server_default="grid")
+    resolved_level: Mapped[str | None] = mapped_column(String(12))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"))
+    rework_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    escalation_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Deadline of the current stage (accept, handle or verify); None once no clock runs.
     deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Deadline of the handling stage as first set, kept for the on-time indicators.
+    handle_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -102,11 +119,23 @@ class Incident(CreatedAtMixin, Base):
         CheckConstraint(
             "(routing_method = 'unrouted') = (grid_id IS NULL)", name="routed_iff_grid"
         ),
+        CheckConstraint(f"handling_level IN ({_in(HANDLING_LEVELS)})", name="handling_known"),
+        CheckConstraint(
+            f"resolved_level IS NULL OR resolved_level IN ({_in(HANDLING_LEVELS)})",
+            name="resolved_level_known",
+        ),
+        CheckConstraint("duplicate_of_id IS NULL OR duplicate_of_id <> id", name="not_own_dup"),
         Index("ix_incident_location", "location", postgresql_using="gist"),
         Index("ix_incident_town_status", "town_id", "status"),
         Index("ix_incident_grid_status", "grid_id", "status"),
         Index("ix_incident_reporter", "reporter_id", "id"),
         Index("ix_incident_handler", "handler_id", "status"),
+        # The escalation job and the overdue filter scan open cases by deadline.
+        Index(
+            "ix_incident_open_deadline",
+            "deadline",
+            postgresql_where=text("status NOT IN ('rejected', 'duplicate', 'closed')"),
+        ),
     )
 
 

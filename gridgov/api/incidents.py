@@ -1,0 +1,268 @@
+"""Incident intake and reading: /api/v1/incidents."""
+
+import dataclasses
+import re
+from datetime import timedelta
+
+from flask import current_app, request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
+from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.routing import routing_body
+from gridgov.api.security import current_user
+from gridgov.errors import DomainError, ValidationFailed
+from gridgov.extensions import db
+from gridgov.schemas.incidents import (
+    ActionSchema,
+    BatchResultSchema,
+    BatchSchema,
+    IncidentCreateSchema,
+    IncidentListQuerySchema,
+    IncidentPageSchema,
+    IncidentSchema,
+    IncidentSummarySchema,
+    TasksSchema,
+    TimelineSchema,
+)
+from gridgov.services import incident_queries, workflow
+from gridgov.services import incidents as incident_service
+from gridgov.services.calendar import load_calendar
+from gridgov.services.scope import get_visible_incident
+
+# If-Match carries the ETag we issue: "<id>-<version>" (weak or strong).
+_ETAG = re.compile(r'^(?:W/)?"(\d+)-(\d+)"$')
+
+blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="Incidents.")
+
+
+def work_calendar():
+    """The working calendar named by the app config."""
+    return load_calendar(current_app.config["WORK_CALENDAR_FILE"])
+
+
+def intake_settings() -> incident_service.IntakeSettings:
+    """Intake settings from the app config."""
+    config = current_app.config
+    return incident_service.IntakeSettings(
+        max_nearest_m=config["ROUTING_NEAREST_MAX_M"],
+        calendar=work_calendar(),
+        duplicate_radius_m=config["DUPLICATE_RADIUS_M"],
+        duplicate_window=timedelta(hours=config["DUPLICATE_WINDOW_HOURS"]),
+    )
+
+
+def incident_body(view: incident_service.IncidentView) -> dict:
+    """An incident as the API returns it."""
+    incident = view.incident
+    return {
+        "id": incident.id,
+        "ref": f"GG{incident.id:08d}",
+        "client_id": incident.client_id,
+        "status": incident.status,
+        "category": {"code": view.category.code, "name": view.category.name},
+        "priority": incident.priority,
+        "description": incident.description,
+        "location": {
+            "lon": view.lon,
+            "lat": view.lat,
+            "input": {
+                "lon": incident.input_lon,
+                "lat": incident.input_lat,
+                "crs": incident.input_crs,
+                "accuracy_m": incident.accuracy_m,
+            },
+        },
+        "routing": routing_body(view.routing),
+        "occurred_at": incident.occurred_at,
+        "reported_at": incident.created_at,
+        "deadline": incident.deadline,
+        "overdue": view.overdue,
+        "resolved_on_site": incident.resolved_on_site,
+        "reporter_id": incident.reporter_id,
+        "handler_id": incident.handler_id,
+        "patrol_id": incident.patrol_id,
+        "photos": view.photos,
+        "version": incident.version,
+        "handling_level": incident.handling_level,
+        "handling_unit": incident.handling_unit,
+        "proposed_handler_id": incident.proposed_handler_id,
+        "resolved_level": incident.resolved_level,
+        "duplicate_of": incident.duplicate_of_id,
+        "rework_count": incident.rework_count,
+        "escalation_count": incident.escalation_count,
+    }
+
+
+def etag_headers(incident) -> dict[str, str]:
+    """The ETag of an incident's current version."""
+    return {"ETag": f'"{incident.id}-{incident.version}"'}
+
+
+@blp.route("/incidents", methods=["POST"])
+@blp.arguments(IncidentCreateSchema)
+@blp.response(201, IncidentSchema)
+@blp.alt_response(200, schema=IncidentSchema, description="A replay of the same report.")
+@blp.alt_response(409, description="`client_id_conflict`: this client_id carried another report.")
+def create_incident(report):
+    """Report an incident; replays of the same client_id and content return the same answer."""
+    reporter, settings = current_user(), intake_settings()
+    result = incident_service.submit_incident(
+        db.session, reporter=reporter, report=report, settings=settings
+    )
+    db.session.commit()
+    view = incident_service.incident_view(db.session, incident=result.incident)
+    body = incident_body(view)
+    body["possible_duplicates"] = [
+        dataclasses.asdict(d)
+        for d in incident_service.possible_duplicates(
+            db.session, incident=result.incident, viewer=reporter, settings=settings
+        )
+    ]
+    return body, 201 if result.created else 200, etag_headers(result.incident)
+
+
+@blp.route("/incidents/batch", methods=["POST"])
+@blp.arguments(BatchSchema)
+@blp.response(200, BatchResultSchema)
+def create_batch(batch):
+    """Upload a phone's offline queue: each item is answered on its own, none blocks another."""
+    reporter, settings = current_user(), intake_settings()
+    results = [_batch_item(item, reporter, settings) for item in batch["items"]]
+    db.session.commit()
+    return {"results": results}
+
+
+def _batch_item(item: object, reporter, settings) -> dict:
+    raw_id = item.get("client_id") if isinstance(item, dict) else None
+    client_id = raw_id if isinstance(raw_id, str) else None
+    try:
+        if not isinstance(item, dict):
+            raise ValidationError({"_schema": ["Each item must be a JSON object."]})
+        report = IncidentCreateSchema().load(item)
+    except ValidationError as error:
+        return {
+            "client_id": client_id,
+            "status": 422,
+            "error": "validation_failed",
+            "errors": error.messages,
+        }
+    try:
+        with db.session.begin_nested():  # a failing item rolls back alone
+            result = incident_service.submit_incident(
+                db.session, reporter=reporter, report=report, settings=settings
+            )
+    except DomainError as error:
+        return {
+            "client_id": client_id,
+            "status": error.http_status,
+            "error": error.code,
+            "message": error.message,
+            "errors": error.errors,
+        }
+    return {
+        "client_id": client_id,
+        "status": 201 if result.created else 200,
+        "id": result.incident.id,
+    }
+
+
+@blp.route("/incidents/<int:incident_id>")
+@blp.response(200, IncidentSchema)
+@blp.alt_response(404, description="`incident_not_found` (also for incidents outside your scope).")
+def get_incident(incident_id):
+    """One incident the caller may see, with its ETag."""
+    incident = get_visible_incident(db.session, user=current_user(), incident_id=incident_id)
+    view = incident_service.incident_view(db.session, incident=incident)
+    return incident_body(view), 200, etag_headers(incident)
+
+
+def summary_body(row: incident_queries.IncidentRow) -> dict:
+    """A list item."""
+    return {**dataclasses.asdict(row), "ref": f"GG{row.id:08d}", "overdue": row.overdue}
+
+
+@blp.route("/incidents")
+@blp.arguments(IncidentListQuerySchema, location="query")
+@blp.response(200, IncidentPageSchema)
+def list_incidents(args):
+    """Incidents in the caller's scope, newest first; filters combine; `format=geojson`."""
+    limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+    before = decode_cursor(args["cursor"], keys=("id",))["id"] if "cursor" in args else None
+    filters = incident_queries.IncidentFilters(
+        statuses=args.get("status", ()),
+        categories=args.get("category", ()),
+        area_code=args.get("area"),
+        bbox=args.get("bbox"),
+        overdue=args.get("overdue"),
+        reported_from=args.get("reported_from"),
+        reported_to=args.get("reported_to"),
+    )
+    page = incident_queries.list_incidents(
+        db.session, user=current_user(), filters=filters, before_id=before, limit=limit
+    )
+    next_cursor = encode_cursor({"id": page.items[-1].id}) if page.has_more else None
+    items = [summary_body(row) for row in page.items]
+    if wants_geojson(args.get("format")):
+        properties = IncidentSummarySchema(many=True).dump(items)
+        features = (feature(_point_json(p), p, p["id"]) for p in properties)
+        return geojson_response(feature_collection(features, next_cursor=next_cursor))
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _point_json(item: dict) -> str:
+    return f'{{"type":"Point","coordinates":[{item["lon"]},{item["lat"]}]}}'
+
+
+@blp.route("/incidents/<int:incident_id>/actions", methods=["POST"])
+@blp.arguments(ActionSchema)
+@blp.response(200, IncidentSchema)
+@blp.alt_response(409, description="`invalid_transition`: not allowed from the current status.")
+@blp.alt_response(412, description="`version_mismatch`: If-Match/expected_version is stale.")
+@blp.alt_response(403, description="`forbidden`: your role may not do this.")
+def act(action_request, incident_id):
+    """Move a case through the loop (accept, dispatch, resolve, verify, close, escalate, …)."""
+    action_request = dataclasses.replace(
+        action_request, expected_version=_expected_version(incident_id, action_request)
+    )
+    incident = workflow.apply_action(
+        db.session,
+        actor=current_user(),
+        incident_id=incident_id,
+        request=action_request,
+        calendar=work_calendar(),
+    )
+    db.session.commit()
+    view = incident_service.incident_view(db.session, incident=incident)
+    return incident_body(view), 200, etag_headers(incident)
+
+
+def _expected_version(incident_id: int, action_request) -> int | None:
+    header = request.headers.get("If-Match")
+    if not header:
+        return action_request.expected_version
+    match = _ETAG.match(header.strip())
+    if not match or int(match.group(1)) != incident_id:
+        raise ValidationFailed(
+            "If-Match must be the incident's ETag.",
+            code="invalid_if_match",
+            errors={"headers": {"If-Match": ["Not an ETag of this incident."]}},
+        )
+    return int(match.group(2))
+
+
+@blp.route("/incidents/<int:incident_id>/timeline")
+@blp.response(200, TimelineSchema)
+def get_timeline(incident_id):
+    """Every event of the case, oldest first (append-only)."""
+    entries = incident_queries.timeline(db.session, user=current_user(), incident_id=incident_id)
+    return {"items": [dataclasses.asdict(entry) for entry in entries]}
+
+
+@blp.route("/me/tasks")
+@blp.response(200, TasksSchema)
+def my_tasks():
+    """The caller's open work: what they hold (workers) or must move on (supervisors)."""
+    rows = incident_queries.tasks(db.session, user=current_user())
+    return {"items": [summary_body(row) for row in rows]}

@@ -1,0 +1,116 @@
+"""Patrol endpoints: /api/v1/patrols (start, track upload, finish, read, list)."""
+
+from datetime import datetime
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.security import current_user, require_role
+from gridgov.errors import ValidationFailed
+from gridgov.extensions import db
+from gridgov.schemas.patrols import (
+    PatrolFinishSchema,
+    PatrolListQuerySchema,
+    PatrolPageSchema,
+    PatrolStartedSchema,
+    PatrolStartSchema,
+    PatrolSummarySchema,
+    TrackResultSchema,
+    TrackUploadSchema,
+)
+from gridgov.services import patrols as patrol_service
+
+blp = Blueprint(
+    "patrols", __name__, url_prefix="/api/v1/patrols", description="Workers' patrols and tracks."
+)
+
+NOT_FOUND_DOC = "No such patrol of yours (`patrol_not_found`)."
+
+
+@blp.route("", methods=["POST"])
+@blp.arguments(PatrolStartSchema)
+@blp.response(201, PatrolStartedSchema)
+@blp.alt_response(200, schema=PatrolStartedSchema, description="A replay of a recorded start.")
+@blp.alt_response(403, description="Admins do not patrol (`forbidden`).")
+@blp.alt_response(409, description="Same client_id, other started_at (`client_id_conflict`).")
+def start_patrol(args):
+    """Start a patrol; replaying the same client_id and started_at returns it with 200."""
+    user = require_role("worker", "supervisor")
+    result = patrol_service.start_patrol(db.session, worker_id=user.id, **args)
+    db.session.commit()
+    return result.patrol, 201 if result.created else 200
+
+
+@blp.route("/<int:patrol_id>/track", methods=["POST"])
+@blp.arguments(TrackUploadSchema)
+@blp.response(200, TrackResultSchema)
+@blp.alt_response(404, description=NOT_FOUND_DOC)
+@blp.alt_response(409, description="The patrol is finished (`patrol_finished`).")
+@blp.alt_response(422, description="A bad point (errors name its index), `too_many_points`.")
+def upload_track(args, patrol_id):
+    """Add GPS fixes to one's open patrol; resending a fix (same time) adds nothing."""
+    result = patrol_service.add_track_points(
+        db.session, patrol_id=patrol_id, worker_id=current_user().id, fixes=args["points"]
+    )
+    db.session.commit()
+    return result
+
+
+@blp.route("/<int:patrol_id>/finish", methods=["POST"])
+@blp.arguments(PatrolFinishSchema)
+@blp.response(200, PatrolSummarySchema)
+@blp.alt_response(404, description=NOT_FOUND_DOC)
+def finish_patrol(args, patrol_id):
+    """Finish one's patrol: length and micro-grid coverage; finishing again returns the same."""
+    summary = patrol_service.finish_patrol(
+        db.session,
+        patrol_id=patrol_id,
+        worker_id=current_user().id,
+        finished_at=args.get("finished_at"),
+    )
+    db.session.commit()
+    return summary
+
+
+@blp.route("/<int:patrol_id>")
+@blp.response(200, PatrolSummarySchema)
+@blp.alt_response(404, description=NOT_FOUND_DOC)
+def get_patrol(patrol_id):
+    """One patrol: the owner's, or any for an admin."""
+    user = current_user()
+    worker_id = None if user.role == "admin" else user.id
+    return patrol_service.get_patrol(db.session, patrol_id=patrol_id, worker_id=worker_id)
+
+
+@blp.route("")
+@blp.arguments(PatrolListQuerySchema, location="query")
+@blp.response(200, PatrolPageSchema)
+def list_patrols(args):
+    """The caller's own patrols, newest first."""
+    limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+    after = _decode_position(args["cursor"]) if "cursor" in args else None
+    page = patrol_service.list_patrols(
+        db.session, worker_id=current_user().id, after=after, limit=limit
+    )
+    next_cursor = None
+    if page.has_more:
+        last = page.items[-1]
+        next_cursor = encode_cursor({"started_at": last.started_at.isoformat(), "id": last.id})
+    return {"items": page.items, "next_cursor": next_cursor}
+
+
+def _decode_position(cursor: str) -> tuple[datetime, int]:
+    position = decode_cursor(cursor, keys=("started_at", "id"))
+    try:
+        started_at = datetime.fromisoformat(position["started_at"])
+        patrol_id = position["id"]
+        if started_at.tzinfo is None or not isinstance(patrol_id, int):
+            raise ValueError
+    except (TypeError, ValueError) as exc:
+        raise ValidationFailed(
+            "The cursor is not one this service issued.",
+            code="invalid_cursor",
+            errors={"query": {"cursor": ["Invalid cursor."]}},
+        ) from exc
+    return started_at, patrol_id

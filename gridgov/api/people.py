@@ -1,0 +1,210 @@
+"""People and assignments: /api/v1/users, /api/v1/assignments, /api/v1/areas/{code}/workers.
+
+Admins read and write everything; supervisors read the people and assignments of their
+subtree; anyone may read themselves. Writes are the admin's and are logged as an audit line.
+"""
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.security import current_user, require_role
+from gridgov.errors import ValidationFailed
+from gridgov.extensions import db
+from gridgov.schemas.common import PageQuerySchema
+from gridgov.schemas.people import (
+    AssignmentCreateSchema,
+    AssignmentListQuerySchema,
+    AssignmentPageSchema,
+    AssignmentSchema,
+    OnDutyPageSchema,
+    UserCreateSchema,
+    UserDetailSchema,
+    UserListQuerySchema,
+    UserPageSchema,
+    UserUpdateSchema,
+)
+from gridgov.services import people as people_service
+
+blp = Blueprint(
+    "people",
+    __name__,
+    url_prefix="/api/v1",
+    description="People and assignments: users, their duties in areas, who is on duty.",
+)
+
+
+def _limit(args: dict) -> int:
+    return min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+
+
+def _int_cursor(args: dict, keys: tuple[str, ...]) -> dict[str, int] | None:
+    """The integer position carried by the request's cursor, or None without one."""
+    if "cursor" not in args:
+        return None
+    position = decode_cursor(args["cursor"], keys=keys)
+    if not all(type(value) is int for value in position.values()):
+        raise ValidationFailed(
+            "The cursor is not one this service issued.",
+            code="invalid_cursor",
+            errors={"query": {"cursor": ["Invalid cursor."]}},
+        )
+    return position
+
+
+def _page(page: Any, key: Any) -> dict:
+    next_cursor = encode_cursor(key(page.items[-1])) if page.has_more else None
+    return {"items": page.items, "next_cursor": next_cursor}
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+@blp.route("/users")
+@blp.arguments(UserListQuerySchema, location="query")
+@blp.response(200, UserPageSchema)
+@blp.alt_response(403, description="`forbidden`: workers may not list people.")
+def list_users(args):
+    """Users by id: all for an admin, those assigned now in a supervisor's subtree."""
+    viewer = require_role("admin", "supervisor")
+    position = _int_cursor(args, ("id",))
+    page = people_service.list_users(
+        db.session,
+        viewer=viewer,
+        role=args.get("role"),
+        area_code=args.get("area"),
+        active=args.get("active"),
+        q=args.get("q"),
+        after_id=position["id"] if position else None,
+        limit=_limit(args),
+    )
+    return _page(page, lambda user: {"id": user.id})
+
+
+@blp.route("/users", methods=["POST"])
+@blp.arguments(UserCreateSchema)
+@blp.response(201, UserDetailSchema)
+@blp.alt_response(403, description="`forbidden`: admins only.")
+@blp.alt_response(409, description="`username_taken` (regardless of case).")
+@blp.alt_response(422, description="`weak_password`, `validation_failed`.")
+def create_user(body):
+    """Create a user (admin); the password is stored hashed and never returned."""
+    actor = require_role("admin")
+    user = people_service.create_user(db.session, actor=actor, **body)
+    db.session.commit()
+    return user
+
+
+@blp.route("/users/<int:user_id>")
+@blp.response(200, UserDetailSchema)
+@blp.alt_response(404, description="`user_not_found` (also outside the caller's scope).")
+def get_user(user_id):
+    """One user with their assignment history, newest first."""
+    return people_service.get_user(db.session, viewer=current_user(), user_id=user_id)
+
+
+@blp.route("/users/<int:user_id>", methods=["PATCH"])
+@blp.arguments(UserUpdateSchema)
+@blp.response(200, UserDetailSchema)
+@blp.alt_response(403, description="`forbidden`: admins only.")
+@blp.alt_response(404, description="`user_not_found`.")
+@blp.alt_response(
+    409,
+    description="`cannot_deactivate_self`, `cannot_demote_self`, "
+    "`role_conflicts_with_assignments`.",
+)
+def update_user(body, user_id):
+    """Change a user (admin); `is_active: false` deactivates and ends open assignments."""
+    actor = require_role("admin")
+    user = people_service.update_user(db.session, actor=actor, user_id=user_id, **body)
+    db.session.commit()
+    return user
+
+
+# --- assignments ----------------------------------------------------------------------------
+
+
+@blp.route("/assignments")
+@blp.arguments(AssignmentListQuerySchema, location="query")
+@blp.response(200, AssignmentPageSchema)
+@blp.alt_response(403, description="`forbidden`: workers may not list assignments.")
+def list_assignments(args):
+    """Assignments by id, history included: all for an admin, a supervisor's subtree."""
+    viewer = require_role("admin", "supervisor")
+    position = _int_cursor(args, ("id",))
+    page = people_service.list_assignments(
+        db.session,
+        viewer=viewer,
+        user_id=args.get("user"),
+        area_code=args.get("area"),
+        active=args.get("active"),
+        after_id=position["id"] if position else None,
+        limit=_limit(args),
+    )
+    return _page(page, lambda assignment: {"id": assignment.id})
+
+
+@blp.route("/assignments", methods=["POST"])
+@blp.arguments(AssignmentCreateSchema)
+@blp.response(201, AssignmentSchema)
+@blp.alt_response(403, description="`forbidden`: admins only.")
+@blp.alt_response(404, description="`user_not_found`, `area_not_found` (or retired).")
+@blp.alt_response(409, description="`assignment_overlap`, `grid_head_taken`.")
+@blp.alt_response(
+    422,
+    description="`assignment_role_mismatch`, `assignment_level_mismatch`, `user_inactive`, "
+    "`invalid_period`.",
+)
+def create_assignment(body):
+    """Assign a user to an area (admin)."""
+    actor = require_role("admin")
+    assignment = people_service.create_assignment(
+        db.session,
+        actor=actor,
+        user_id=body["user"],
+        area_code=body["area"],
+        duty=body["duty"],
+        active_from=body.get("active_from"),
+        active_to=body.get("active_to"),
+    )
+    db.session.commit()
+    return assignment
+
+
+@blp.route("/assignments/<int:assignment_id>", methods=["DELETE"])
+@blp.response(200, AssignmentSchema)
+@blp.alt_response(403, description="`forbidden`: admins only.")
+@blp.alt_response(404, description="`assignment_not_found`.")
+def end_assignment(assignment_id):
+    """End an assignment now (admin); the row stays as history, ending twice is a no-op."""
+    actor = require_role("admin")
+    assignment = people_service.end_assignment(db.session, actor=actor, assignment_id=assignment_id)
+    db.session.commit()
+    return assignment
+
+
+# --- who is on duty -------------------------------------------------------------------------
+
+
+@blp.route("/areas/<string:code>/workers")
+@blp.arguments(PageQuerySchema, location="query")
+@blp.response(200, OnDutyPageSchema)
+@blp.alt_response(403, description="`forbidden`: the area is outside the caller's scope.")
+@blp.alt_response(404, description="`area_not_found`.")
+def area_workers(args, code):
+    """Who is on duty in an area now, grid heads first (a grid with its micro-grids, a micro-grid
+    with its grid)."""
+    position = _int_cursor(args, ("rank", "user", "assignment"))
+    page = people_service.workers_on_duty(
+        db.session,
+        viewer=current_user(),
+        area_code=code,
+        after=(position["rank"], position["user"], position["assignment"]) if position else None,
+        limit=_limit(args),
+    )
+    return _page(
+        page,
+        lambda duty: {"rank": duty.rank, "user": duty.user.id, "assignment": duty.assignment_id},
+    )

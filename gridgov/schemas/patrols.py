@@ -1,0 +1,107 @@
+"""Schemas of the patrol endpoints: start, track upload, finish, read."""
+
+from marshmallow import Schema, fields, post_load, pre_load, validate
+
+from gridgov.schemas.common import PageQuerySchema
+from gridgov.schemas.location import LocationSchema
+from gridgov.services.patrols import MAX_POINTS_PER_UPLOAD, TrackFix, too_many_points
+
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def _aware_datetime(description: str, **kwargs) -> fields.AwareDateTime:
+    return fields.AwareDateTime(
+        format="iso", metadata={"description": f"{description} (ISO 8601 with offset)."}, **kwargs
+    )
+
+
+class PatrolStartSchema(Schema):
+    client_id = fields.String(
+        required=True,
+        validate=validate.Regexp(CLIENT_ID_PATTERN, error="1-64 characters of A-Z a-z 0-9 _ -."),
+        metadata={"description": "The phone's id for this patrol: a replay returns it again."},
+    )
+    started_at = _aware_datetime("When the walk began", required=True)
+
+
+class TrackPointSchema(LocationSchema):
+    """A located point (LocationSchema's checks and CRS conversion) with its GPS time."""
+
+    t = _aware_datetime("Time of the fix", required=True)
+
+    @post_load
+    def to_point(self, data, **kwargs) -> TrackFix:
+        point = super().to_point(data, **kwargs)
+        return TrackFix(
+            t=data["t"],
+            lon=point.lon,
+            lat=point.lat,
+            input_lon=point.input_lon,
+            input_lat=point.input_lat,
+            input_crs=point.crs,
+            accuracy_m=point.accuracy_m,
+        )
+
+
+class TrackUploadSchema(Schema):
+    points = fields.List(
+        fields.Nested(TrackPointSchema),
+        required=True,
+        metadata={
+            "description": f"At most {MAX_POINTS_PER_UPLOAD} fixes, in any order; a fix whose "
+            "time the patrol already has is counted as a duplicate and not stored again."
+        },
+    )
+
+    @pre_load
+    def limit_points(self, data, **kwargs):
+        # Before the points are parsed one by one: a too-large batch is refused as a whole.
+        points = data.get("points") if isinstance(data, dict) else None
+        if isinstance(points, list) and len(points) > MAX_POINTS_PER_UPLOAD:
+            raise too_many_points(len(points))
+        return data
+
+
+class PatrolFinishSchema(Schema):
+    finished_at = _aware_datetime("When the walk ended; default now")
+
+
+class PatrolStartedSchema(Schema):
+    id = fields.Integer(required=True)
+    client_id = fields.String(required=True)
+    started_at = fields.DateTime(required=True)
+    finished_at = fields.DateTime(allow_none=True)
+    points = fields.Integer(required=True, metadata={"description": "Track points stored."})
+
+
+class PatrolSummarySchema(PatrolStartedSchema):
+    length_m = fields.Float(
+        allow_none=True, metadata={"description": "Geodesic length of the track in metres."}
+    )
+    microgrids_assigned = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Current micro-grids under the worker's assignments."},
+    )
+    microgrids_visited = fields.Integer(
+        allow_none=True, metadata={"description": "How many of those the track touches."}
+    )
+    coverage = fields.Float(
+        allow_none=True, metadata={"description": "visited / assigned; null when none assigned."}
+    )
+
+
+class TrackResultSchema(Schema):
+    accepted = fields.Integer(required=True, metadata={"description": "New points stored."})
+    duplicates = fields.Integer(
+        required=True, metadata={"description": "Points whose time was already stored."}
+    )
+    points = fields.Integer(required=True, metadata={"description": "The patrol's points now."})
+
+
+class PatrolListQuerySchema(PageQuerySchema):
+    pass
+
+
+class PatrolPageSchema(Schema):
+    items = fields.List(fields.Nested(PatrolSummarySchema), required=True)
+    next_cursor = fields.String(allow_none=True)

@@ -1,0 +1,194 @@
+"""Reading incidents in bulk: filtered, scoped, keyset-paged lists; timelines; a user's tasks."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from gridgov.errors import AreaNotFound
+from gridgov.models import TERMINAL_STATUSES, Area, Category, Incident, IncidentEvent, User
+from gridgov.services.scope import LEVEL_COLUMNS, get_visible_incident, incident_scope
+from gridgov.spatial import SRID
+
+
+@dataclass(frozen=True)
+class IncidentFilters:
+    statuses: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    area_code: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    overdue: bool | None = None
+    reported_from: datetime | None = None
+    reported_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    id: int
+    status: str
+    category: str
+    category_name: str
+    priority: str
+    description: str
+    lon: float
+    lat: float
+    town: str | None
+    grid: str | None
+    microgrid: str | None
+    routing_method: str
+    handling_level: str
+    handler_id: int | None
+    reporter_id: int
+    reported_at: datetime
+    deadline: datetime | None
+    version: int
+
+    @property
+    def overdue(self) -> bool:
+        """True when the current stage's deadline has passed."""
+        return self.deadline is not None and self.deadline < datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IncidentPage:
+    items: list[IncidentRow]
+    has_more: bool
+
+
+def open_condition():
+    """SQL: the incident is not in a terminal status."""
+    return Incident.status.notin_(TERMINAL_STATUSES)
+
+
+def overdue_condition(now: datetime | None = None):
+    """SQL: an open incident whose current stage deadline has passed."""
+    return and_(open_condition(), Incident.deadline < (now or datetime.now(UTC)))
+
+
+def _row_select() -> Select:
+    town, grid, microgrid = aliased(Area), aliased(Area), aliased(Area)
+    return (
+        select(
+            Incident.id,
+            Incident.status,
+            Category.code.label("category"),
+            Category.name.label("category_name"),
+            Incident.priority,
+            Incident.description,
+            func.ST_X(Incident.location).label("lon"),
+            func.ST_Y(Incident.location).label("lat"),
+            town.code.label("town"),
+            grid.code.label("grid"),
+            microgrid.code.label("microgrid"),
+            Incident.routing_method,
+            Incident.handling_level,
+            Incident.handler_id,
+            Incident.reporter_id,
+            Incident.created_at.label("reported_at"),
+            Incident.deadline,
+            Incident.version,
+        )
+        .join(Category, Category.id == Incident.category_id)
+        .outerjoin(town, town.id == Incident.town_id)
+        .outerjoin(grid, grid.id == Incident.grid_id)
+        .outerjoin(microgrid, microgrid.id == Incident.microgrid_id)
+    )
+
+
+def _filtered(session: Session, query: Select, filters: IncidentFilters) -> Select:
+    if filters.statuses:
+        query = query.where(Incident.status.in_(filters.statuses))
+    if filters.categories:
+        query = query.where(Category.code.in_(filters.categories))
+    if filters.area_code:
+        area = session.execute(
+            select(Area.id, Area.level).where(Area.code == filters.area_code)
+        ).first()
+        if area is None:
+            raise AreaNotFound(f"No area with code {filters.area_code!r}.")
+        query = query.where(LEVEL_COLUMNS[area.level] == area.id)
+    if filters.bbox:
+        envelope = func.ST_MakeEnvelope(*filters.bbox, SRID)
+        query = query.where(func.ST_Intersects(Incident.location, envelope))
+    if filters.overdue is True:
+        query = query.where(overdue_condition())
+    elif filters.overdue is False:
+        query = query.where(or_(Incident.deadline.is_(None), Incident.deadline >= func.now()))
+    if filters.reported_from:
+        query = query.where(Incident.created_at >= filters.reported_from)
+    if filters.reported_to:
+        query = query.where(Incident.created_at < filters.reported_to)
+    return query
+
+
+def list_incidents(
+    session: Session,
+    *,
+    user: User,
+    filters: IncidentFilters,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> IncidentPage:
+    """Incidents the user may see, newest first (by id, a stable order), keyset-paged."""
+    query = _filtered(session, _row_select(), filters).where(incident_scope(session, user=user))
+    if before_id is not None:
+        query = query.where(Incident.id < before_id)
+    rows = session.execute(query.order_by(Incident.id.desc()).limit(limit + 1)).all()
+    items = [IncidentRow(**row._mapping) for row in rows[:limit]]
+    return IncidentPage(items=items, has_more=len(rows) > limit)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    id: int
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str
+    data: dict
+    actor: str | None
+    at: datetime
+
+
+def timeline(session: Session, *, user: User, incident_id: int) -> list[TimelineEntry]:
+    """Every event of an incident the user may see, oldest first."""
+    get_visible_incident(session, user=user, incident_id=incident_id)
+    rows = session.execute(
+        select(
+            IncidentEvent.id,
+            IncidentEvent.action,
+            IncidentEvent.from_status,
+            IncidentEvent.to_status,
+            IncidentEvent.note,
+            IncidentEvent.data,
+            User.username.label("actor"),
+            IncidentEvent.created_at.label("at"),
+        )
+        .outerjoin(User, User.id == IncidentEvent.actor_id)
+        .where(IncidentEvent.incident_id == incident_id)
+        .order_by(IncidentEvent.id)
+    ).all()
+    return [TimelineEntry(**row._mapping) for row in rows]
+
+
+# What waits for whom: a worker works on what they hold; a supervisor moves the loop on.
+WORKER_TASK_STATUSES = ("dispatched", "in_progress", "returned")
+SUPERVISOR_TASK_STATUSES = ("reported", "accepted", "returned", "resolved", "verified")
+
+
+def tasks(session: Session, *, user: User, limit: int = 200) -> list[IncidentRow]:
+    """The caller's open work, most urgent deadline first."""
+    if user.role == "worker":
+        condition = and_(Incident.handler_id == user.id, Incident.status.in_(WORKER_TASK_STATUSES))
+    else:
+        condition = and_(
+            incident_scope(session, user=user), Incident.status.in_(SUPERVISOR_TASK_STATUSES)
+        )
+    rows = session.execute(
+        _row_select()
+        .where(condition)
+        .order_by(Incident.deadline.asc().nulls_last(), Incident.id)
+        .limit(limit)
+    ).all()
+    return [IncidentRow(**row._mapping) for row in rows]

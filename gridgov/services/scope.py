@@ -1,0 +1,61 @@
+"""Who may see what: the one scoping rule every incident read and write goes through.
+
+- admin: everything.
+- supervisor: incidents in the subtree of the areas they are assigned to.
+- worker: incidents in the subtree of their assigned grids/micro-grids, plus the ones they
+  reported or currently hold.
+
+An incident stores its area at every level, so "in the subtree of area A at level L" is
+simply `incident.<L>_id = A.id`: no spatial query and no recursion.
+"""
+
+from collections import defaultdict
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from gridgov.errors import NotFound
+from gridgov.models import Area, Assignment, Incident, User
+from gridgov.services.users import active_assignment_filter
+
+LEVEL_COLUMNS = {
+    "district": Incident.district_id,
+    "town": Incident.town_id,
+    "community": Incident.community_id,
+    "grid": Incident.grid_id,
+    "microgrid": Incident.microgrid_id,
+}
+
+
+def assigned_area_ids_by_level(session: Session, *, user_id: int) -> dict[str, list[int]]:
+    """Active assignment area ids of a user, grouped by area level."""
+    rows = session.execute(
+        select(Area.level, Area.id)
+        .join(Assignment, Assignment.area_id == Area.id)
+        .where(Assignment.user_id == user_id, active_assignment_filter())
+    ).all()
+    by_level: dict[str, list[int]] = defaultdict(list)
+    for level, area_id in rows:
+        by_level[level].append(area_id)
+    return dict(by_level)
+
+
+def incident_scope(session: Session, *, user: User) -> ColumnElement[bool]:
+    """SQL condition selecting the incidents `user` may see and act on."""
+    if user.role == "admin":
+        return true()
+    areas = assigned_area_ids_by_level(session, user_id=user.id)
+    conditions = [LEVEL_COLUMNS[level].in_(ids) for level, ids in areas.items()]
+    if user.role == "worker":
+        conditions += [Incident.reporter_id == user.id, Incident.handler_id == user.id]
+    return or_(*conditions) if conditions else false()
+
+
+def get_visible_incident(session: Session, *, user: User, incident_id: int) -> Incident:
+    """The incident if `user` may see it; NotFound otherwise (a guessed id reveals nothing)."""
+    incident = session.scalar(
+        select(Incident).where(Incident.id == incident_id, incident_scope(session, user=user))
+    )
+    if incident is None:
+        raise NotFound(f"No incident {incident_id}.", code="incident_not_found")
+    return incident
