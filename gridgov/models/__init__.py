@@ -1,6 +1,7 @@
 """SQLAlchemy models; importing this package registers every table on Base.metadata."""
 
 from gridgov.models.area import AREA_LEVELS, Area, AreaRevision, BoundaryChangeset
+from gridgov.models.audit import AuditEvent, IntegrationClient, RefreshToken
 from gridgov.models.base import Base
 from gridgov.models.category import PRIORITIES, Category
 from gridgov.models.incident import (
@@ -29,13 +30,16 @@ __all__ = [
     "Area",
     "AreaRevision",
     "Assignment",
+    "AuditEvent",
     "Base",
     "BoundaryChangeset",
     "Category",
     "Incident",
     "IncidentEvent",
+    "IntegrationClient",
     "Patrol",
     "Photo",
+    "RefreshToken",
     "TrackPoint",
     "User",
 ]

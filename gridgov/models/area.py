@@ -51,6 +51,8 @@ class Area(CreatedAtMixin, Base):
         CheckConstraint("(parent_id IS NULL) = (level = 'district')", name="parent_iff_not_root"),
         Index("ix_area_boundary", "boundary", postgresql_using="gist"),
         Index("ix_area_level_code", "level", "code"),
+        # Subtree lookups match code prefixes (code LIKE '330212001%').
+        Index("ix_area_code_prefix", "code", postgresql_ops={"code": "text_pattern_ops"}),
     )
 
     def __repr__(self) -> str:

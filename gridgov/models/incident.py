@@ -90,6 +90,16 @@ class Incident(CreatedAtMixin, Base):
     district_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
 
     # Case handling (GB/T 30428 flow): who holds it, at which level, and when each stage ended.
+    # The routing the report first got; the columns above follow boundary redraws while the
+    # case is open (closed cases keep theirs, so past statistics stay true).
+    original_microgrid_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    original_grid_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    original_town_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    original_routing_method: Mapped[str | None] = mapped_column(String(10))
+    rerouted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Channel-specific data (Open311 address_string, contact details, attribute answers…).
+    external: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
     handler_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     handling_unit: Mapped[str | None] = mapped_column(String(100))
     proposed_handler_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))

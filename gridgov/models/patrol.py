@@ -5,6 +5,7 @@ from datetime import datetime
 from geoalchemy2 import WKBElement
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from geo.crs import SUPPORTED_CRS
 from gridgov.models.base import Base, CreatedAtMixin
 from gridgov.models.incident import point_column
 
@@ -31,7 +33,10 @@ class Patrol(CreatedAtMixin, Base):
     microgrids_assigned: Mapped[int | None] = mapped_column(Integer)
     microgrids_visited: Mapped[int | None] = mapped_column(Integer)
 
-    __table_args__ = (UniqueConstraint("worker_id", "client_id", name="uq_patrol_worker_client"),)
+    __table_args__ = (
+        UniqueConstraint("worker_id", "client_id", name="uq_patrol_worker_client"),
+        Index("ix_patrol_worker_started", "worker_id", "started_at", "id"),
+    )
 
 
 class TrackPoint(Base):
@@ -50,5 +55,8 @@ class TrackPoint(Base):
 
     __table_args__ = (
         UniqueConstraint("patrol_id", "t", name="uq_track_point_patrol_t"),
+        CheckConstraint(
+            f"input_crs IN ({', '.join(repr(c) for c in SUPPORTED_CRS)})", name="crs_known"
+        ),
         Index("ix_track_point_location", "location", postgresql_using="gist"),
     )

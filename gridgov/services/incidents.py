@@ -28,6 +28,7 @@ from gridgov.services.routing import (
     ROUTE_LEVELS,
     AreaRef,
     Routing,
+    original_routing_columns,
     route_point,
     routing_columns,
 )
@@ -196,6 +197,7 @@ def _incident_values(session, reporter, report, category, content_hash, now, set
         "proposed_handler_id": proposed.id if proposed else None,
         **on_site,
         **routing_columns(routing),
+        **original_routing_columns(routing),
     }
 
 

@@ -115,7 +115,7 @@ def route_point(session: Session, *, lon: float, lat: float, max_nearest_m: floa
 
 
 def routing_columns(routing: Routing) -> dict:
-    """The incident columns that record a routing."""
+    """The incident columns that record a routing (its current one)."""
     columns = {f"{level}_id": routing.area_id(level) for level in ROUTE_LEVELS}
     columns.update(
         routing_method=routing.method,
@@ -123,6 +123,16 @@ def routing_columns(routing: Routing) -> dict:
         routing_candidates=routing.candidates,
     )
     return columns
+
+
+def original_routing_columns(routing: Routing) -> dict:
+    """The incident columns that keep the routing a report first got."""
+    return {
+        "original_microgrid_id": routing.area_id("microgrid"),
+        "original_grid_id": routing.area_id("grid"),
+        "original_town_id": routing.area_id("town"),
+        "original_routing_method": routing.method,
+    }
 
 
 def _queue_district(session: Session) -> AreaRef | None:
