@@ -3,7 +3,18 @@
 from flask import Flask
 from flask_smorest import Api
 
-from gridgov.api import areas, auth, docs, health, incidents, patrols, people, photos, routing
+from gridgov.api import (
+    areas,
+    auth,
+    categories,
+    docs,
+    health,
+    incidents,
+    patrols,
+    people,
+    photos,
+    routing,
+)
 from gridgov.api.errors import register_error_handlers
 from gridgov.api.security import register_security
 
@@ -14,6 +25,7 @@ def register_api(app: Flask) -> None:
     register_security(app)
     api.register_blueprint(auth.blp)
     api.register_blueprint(areas.blp)
+    api.register_blueprint(categories.blp)
     api.register_blueprint(incidents.blp)
     api.register_blueprint(patrols.blp)
     api.register_blueprint(photos.blp)

@@ -299,3 +299,12 @@ def test_report_with_photos_links_them(post, spot, client, auth, app, tmp_path):
     assert body["photos"] == [photo_id]
     stolen = post(report(spot, photos=[photo_id]), user="grid_head")
     assert stolen.get_json()["error"] == "photo_not_attachable"
+
+
+def test_categories_list_what_a_phone_can_report(client, auth):
+    items = client.get("/api/v1/categories", headers=auth("grid_worker")).get_json()["items"]
+    codes = {item["code"] for item in items}
+    assert {"env_garbage", "fraud_warning", "fire_ebike"} <= codes
+    garbage = next(item for item in items if item["code"] == "env_garbage")
+    assert garbage["group"] == "环境卫生"
+    assert garbage["time_limits"]["handle"] == {"amount": 4, "unit": "working_hours"}
