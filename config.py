@@ -63,6 +63,13 @@ class Config:
         )
     )
 
+    # Boundary change sets: snapping and tolerances of the topology checks, in metres.
+    BOUNDARY_SNAP_M = _env_float("GRIDGOV_BOUNDARY_SNAP_M", 0.05)
+    BOUNDARY_OVERLAP_M2 = _env_float("GRIDGOV_BOUNDARY_OVERLAP_M2", 1.0)
+    BOUNDARY_GAP_M2 = _env_float("GRIDGOV_BOUNDARY_GAP_M2", 1.0)
+    BOUNDARY_PARENT_M = _env_float("GRIDGOV_BOUNDARY_PARENT_M", 1.0)
+    BOUNDARY_MAX_VERTICES = _env_int("GRIDGOV_BOUNDARY_MAX_VERTICES", 20_000)
+
     # Paging of list endpoints.
     PAGE_SIZE_DEFAULT = _env_int("GRIDGOV_PAGE_SIZE_DEFAULT", 50)
     PAGE_SIZE_MAX = _env_int("GRIDGOV_PAGE_SIZE_MAX", 500)

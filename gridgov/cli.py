@@ -1,19 +1,25 @@
 """Flask CLI commands (`flask --app wsgi …`): parse, call a service, commit once."""
 
+import json
 import time
+from datetime import datetime
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from geo.demo_district import generate_district
+from geo.topology import BOUNDARY_CRS
 from gridgov.extensions import db
+from gridgov.services import boundaries as boundary_service
 from gridgov.services import demo as demo_service
 from gridgov.services import workflow
 from gridgov.services.calendar import load_calendar
 
 demo_cli = AppGroup("demo", help="The demo district.")
 incidents_cli = AppGroup("incidents", help="Case handling jobs.")
+boundaries_cli = AppGroup("boundaries", help="Boundary administration.")
 
 
 @demo_cli.command("load")
@@ -72,7 +78,76 @@ def escalate_overdue(limit: int) -> None:
     )
 
 
+@boundaries_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--apply", "apply_", is_flag=True, help="Apply when valid (default: dry run).")
+@click.option("--crs", type=click.Choice(BOUNDARY_CRS), default="wgs84", show_default=True)
+@click.option("--repair", is_flag=True, help="Repair invalid geometries and report it.")
+@click.option("--ids", is_flag=True, help="List the re-routed incident ids.")
+@click.option("--description", default="", help="Why: stored with the change set.")
+def import_boundaries(path: Path, apply_: bool, crs: str, repair: bool, ids: bool, description):
+    """Validate a GeoJSON FeatureCollection of area changes; with --apply, apply it."""
+    started = time.monotonic()
+    click.echo(f"boundaries: reading {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    collection = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
+        raise click.ClickException("the file is not a GeoJSON FeatureCollection")
+    effective = collection.get("effective_from")
+    options = boundary_service.ChangeSetOptions(
+        dry_run=not apply_,
+        repair=repair,
+        crs=crs,
+        include_ids=ids,
+        effective_from=datetime.fromisoformat(effective) if effective else None,
+        source=f"cli:{path.name}"[:40],
+        description=description or collection.get("description", ""),
+        tolerances=boundary_service.tolerances_from_config(current_app.config),
+        max_nearest_m=current_app.config["ROUTING_NEAREST_MAX_M"],
+    )
+
+    def progress(stage: str, done: int, total: int) -> None:
+        click.echo(f"boundaries: {stage} {done}/{total} ({time.monotonic() - started:.1f} s)")
+
+    result = boundary_service.submit_changeset(
+        db.session,
+        actor=None,
+        features=collection.get("features") or [],
+        options=options,
+        progress=progress,
+    )
+    db.session.commit()
+    _echo_result(result.as_dict(), time.monotonic() - started)
+    if not result.valid:
+        raise SystemExit(1)
+
+
+def _echo_result(body: dict, seconds: float) -> None:
+    for problem in body["problems"][:50]:
+        where = problem.get("location")
+        at = f" at {where['lon']:.6f},{where['lat']:.6f}" if where else ""
+        click.echo(
+            f"  {problem.get('severity', 'error')}: {problem['code']} {problem['kind']}{at}:"
+            f" {problem['detail']}"
+        )
+    if len(body["problems"]) > 50:
+        click.echo(f"  … and {len(body['problems']) - 50} more problems")
+    impact = body["impact"]
+    click.echo(
+        f"boundaries: areas {impact['areas']}, {impact['moved_open_incidents']} open"
+        f" incidents re-routed"
+    )
+    for move in impact["moves"][:50]:
+        click.echo(f"  {move['from']} -> {move['to']}: {move['count']}")
+    state = (
+        "applied as changeset " + str(body["changeset"])
+        if body["applied"]
+        else ("valid (dry run: nothing changed; --apply to apply)" if body["valid"] else "INVALID")
+    )
+    click.echo(f"boundaries: {state} in {seconds:.1f} s")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(demo_cli)
     app.cli.add_command(incidents_cli)
+    app.cli.add_command(boundaries_cli)

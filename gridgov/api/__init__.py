@@ -6,6 +6,7 @@ from flask_smorest import Api
 from gridgov.api import (
     areas,
     auth,
+    boundaries,
     categories,
     docs,
     health,
@@ -25,6 +26,7 @@ def register_api(app: Flask) -> None:
     register_security(app)
     api.register_blueprint(auth.blp)
     api.register_blueprint(areas.blp)
+    api.register_blueprint(boundaries.blp)
     api.register_blueprint(categories.blp)
     api.register_blueprint(incidents.blp)
     api.register_blueprint(patrols.blp)

@@ -15,6 +15,7 @@ from gridgov.schemas.areas import (
     AreaPageSchema,
     FormatQuerySchema,
 )
+from gridgov.schemas.boundaries import HistoryQuerySchema, HistorySchema
 from gridgov.services import areas as area_service
 
 blp = Blueprint("areas", __name__, url_prefix="/api/v1/areas", description="The area tree.")
@@ -60,3 +61,22 @@ def get_area(args, code):
     result = asdict(area)
     result["geometry"] = json.loads(result.pop("geometry_json"))
     return result
+
+
+@blp.route("/<string:code>/history")
+@blp.arguments(HistoryQuerySchema, location="query")
+@blp.response(200, HistorySchema)
+@blp.alt_response(404, description="No such area (`area_not_found`).")
+def get_history(args, code):
+    """Every boundary revision of the area, newest first (with `geometry=true`, the shapes)."""
+    area, revisions = area_service.area_history(
+        db.session, code=code, with_geometry=args["geometry"]
+    )
+    items = []
+    for revision in revisions:
+        item = asdict(revision)
+        geometry_json = item.pop("geometry_json")
+        if geometry_json:
+            item["geometry"] = json.loads(geometry_json)
+        items.append(item)
+    return {"code": area.code, "retired_at": area.retired_at, "items": items}

@@ -6,7 +6,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 
 from gridgov.extensions import db
-from gridgov.schemas.routing import RouteQuerySchema, RoutingSchema
+from gridgov.schemas.routing import RouteAtQuerySchema, RouteQuerySchema, RoutingSchema
 from gridgov.services import routing as routing_service
 
 blp = Blueprint("routing", __name__, url_prefix="/api/v1", description="Spatial routing.")
@@ -22,9 +22,15 @@ def routing_body(routing: routing_service.Routing) -> dict:
 
 @blp.route("/route")
 @blp.arguments(RouteQuerySchema, location="query")
+@blp.arguments(RouteAtQuerySchema, location="query")
 @blp.response(200, RoutingSchema)
-def route(point):
+def route(point, when):
     """Route a point (any supported crs) to its micro-grid, grid, community, town, district."""
+    if when.get("at"):
+        routing = routing_service.route_point_at(
+            db.session, lon=point.lon, lat=point.lat, at=when["at"]
+        )
+        return routing_body(routing)
     routing = routing_service.route_point(
         db.session,
         lon=point.lon,

@@ -11,6 +11,12 @@ class RouteQuerySchema(LocationSchema):
     lat = fields.Float(required=True, allow_nan=False, metadata={"description": "Latitude."})
 
 
+class RouteAtQuerySchema(Schema):
+    at = fields.AwareDateTime(
+        metadata={"description": "Route on the map as it was then (ISO 8601 with offset)."}
+    )
+
+
 class AreaRefSchema(Schema):
     code = fields.String(required=True)
     name = fields.String(required=True)

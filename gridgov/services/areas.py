@@ -1,12 +1,13 @@
 """Reading the area tree."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from gridgov.errors import AreaNotFound
-from gridgov.models import Area
+from gridgov.models import Area, AreaRevision, BoundaryChangeset, User
 from gridgov.spatial import SRID, geojson_sql
 
 
@@ -72,9 +73,58 @@ def get_area(session: Session, *, code: str, with_geometry: bool = True) -> Area
     return AreaView(**row._mapping)
 
 
-def get_area_model(session: Session, *, code: str) -> Area:
-    """The Area row for a code, or AreaNotFound."""
+@dataclass(frozen=True)
+class Revision:
+    valid_from: datetime
+    valid_to: datetime | None
+    name: str
+    parent: str | None
+    changeset: dict
+    geometry_json: str | None
+
+
+def area_history(
+    session: Session, *, code: str, with_geometry: bool = False
+) -> tuple[Area, list[Revision]]:
+    """Every boundary revision of an area (retired ones too), newest first."""
     area = session.scalar(select(Area).where(Area.code == code))
     if area is None:
         raise AreaNotFound(f"No area with code {code!r}.", details={"code": code})
-    return area
+    parent = aliased(Area)
+    columns = [
+        AreaRevision.valid_from,
+        AreaRevision.valid_to,
+        AreaRevision.name,
+        parent.code.label("parent"),
+        BoundaryChangeset.id.label("changeset_id"),
+        BoundaryChangeset.source,
+        BoundaryChangeset.description,
+        User.username.label("actor"),
+    ]
+    if with_geometry:
+        columns.append(geojson_sql(AreaRevision.boundary).label("geometry_json"))
+    rows = session.execute(
+        select(*columns)
+        .join(BoundaryChangeset, BoundaryChangeset.id == AreaRevision.changeset_id)
+        .outerjoin(parent, parent.id == AreaRevision.parent_id)
+        .outerjoin(User, User.id == BoundaryChangeset.actor_id)
+        .where(AreaRevision.area_id == area.id)
+        .order_by(AreaRevision.valid_from.desc(), AreaRevision.id.desc())
+    ).all()
+    revisions = [
+        Revision(
+            valid_from=row.valid_from,
+            valid_to=row.valid_to,
+            name=row.name,
+            parent=row.parent,
+            changeset={
+                "id": row.changeset_id,
+                "source": row.source,
+                "description": row.description,
+                "actor": row.actor,
+            },
+            geometry_json=row.geometry_json if with_geometry else None,
+        )
+        for row in rows
+    ]
+    return area, revisions

@@ -20,6 +20,7 @@ from geo.points import InputPoint
 from gridgov.errors import Conflict, ValidationFailed
 from gridgov.models import Area, Category, Incident, IncidentEvent, User
 from gridgov.services import photos as photo_service
+from gridgov.services.boundaries import lock_map_shared
 from gridgov.services.calendar import WorkCalendar
 from gridgov.services.incident_queries import open_condition
 from gridgov.services.patrols import get_open_patrol_of_worker
@@ -50,6 +51,10 @@ class NewIncident:
     resolved_on_site: bool = False
     patrol_id: int | None = None
     photos: tuple[str, ...] = field(default_factory=tuple)
+    # The channel it came through ("phone", "open311", …) and that channel's own data
+    # (address_string, contact details, attribute answers…), stored as is in incident.external.
+    source: str = "phone"
+    external: dict = field(default_factory=dict)
 
     def content_hash(self) -> str:
         """sha256 of everything the phone sent except client_id (what a replay must match)."""
@@ -114,6 +119,7 @@ def submit_incident(
     if report.patrol_id is not None:
         get_open_patrol_of_worker(session, patrol_id=report.patrol_id, worker_id=reporter.id)
     now = datetime.now(UTC)
+    lock_map_shared(session)  # a boundary change cannot commit between routing and insert
     values = _incident_values(session, reporter, report, category, content_hash, now, settings)
     inserted_id = session.scalar(
         insert(Incident)
@@ -177,6 +183,8 @@ def _incident_values(session, reporter, report, category, content_hash, now, set
         "client_id": report.client_id,
         "reporter_id": reporter.id,
         "content_hash": content_hash,
+        "source": report.source,
+        "external": report.external,
         "category_id": category.id,
         "priority": priority,
         "description": report.description,

@@ -14,6 +14,7 @@ Spatial rules (DESIGN.md §3):
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -144,3 +145,40 @@ def _queue_district(session: Session) -> AreaRef | None:
         )
     ).first()
     return AreaRef(*row) if row else None
+
+
+# The same lookup on the map as it was at a past instant: boundaries from the revisions valid
+# then. Codes never change nor get reused, so the parent chain follows the code prefixes.
+_ROUTE_AT_SQL = text(
+    """
+WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
+covering AS (
+    SELECT a.id, a.code
+    FROM area_revision r JOIN area a ON a.id = r.area_id, pt
+    WHERE a.level = 'microgrid' AND r.valid_from <= :at
+      AND (r.valid_to IS NULL OR r.valid_to > :at) AND ST_Covers(r.boundary, pt.g)
+)
+SELECT (SELECT count(*) FROM covering)::int, m.id, m.code, m.name, g.id, g.code, g.name,
+       c.id, c.code, c.name, t.id, t.code, t.name, d.id, d.code, d.name
+FROM (SELECT * FROM covering ORDER BY code LIMIT 1) hit
+JOIN area m ON m.id = hit.id
+JOIN area g ON g.code = left(m.code, 15)
+JOIN area c ON c.code = left(m.code, 12)
+JOIN area t ON t.code = left(m.code, 9)
+JOIN area d ON d.code = left(m.code, 6)
+"""
+)
+
+
+def route_point_at(session: Session, *, lon: float, lat: float, at: datetime) -> Routing:
+    """Route a WGS-84 point on the map as it was at `at` (covered or unrouted, no fallback)."""
+    row = session.execute(_ROUTE_AT_SQL, {"lon": lon, "lat": lat, "at": at}).first()
+    if row is None:
+        return Routing(lon=lon, lat=lat, method="unrouted", distance_m=0.0, candidates=0)
+    candidates, *ids_codes_names = row
+    areas = {
+        level: AreaRef(*ids_codes_names[i * 3 : i * 3 + 3]) for i, level in enumerate(ROUTE_LEVELS)
+    }
+    return Routing(
+        lon=lon, lat=lat, method="covered", distance_m=0.0, candidates=candidates, **areas
+    )

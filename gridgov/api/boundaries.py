@@ -1,0 +1,44 @@
+"""Boundary administration: POST /api/v1/boundaries/changes (admin)."""
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from gridgov.api.security import require_role
+from gridgov.extensions import db
+from gridgov.schemas.boundaries import (
+    ChangeSetBodySchema,
+    ChangeSetQuerySchema,
+    ChangeSetResultSchema,
+)
+from gridgov.services import boundaries as boundary_service
+
+blp = Blueprint(
+    "boundaries", __name__, url_prefix="/api/v1/boundaries", description="Boundary changes."
+)
+
+
+@blp.route("/changes", methods=["POST"])
+@blp.arguments(ChangeSetQuerySchema, location="query")
+@blp.arguments(ChangeSetBodySchema)
+@blp.response(200, ChangeSetResultSchema)
+@blp.alt_response(422, description="Invalid change set (not a dry run): nothing was applied.")
+def post_changes(query, body):
+    """Validate a GeoJSON change set, preview its impact, and apply it unless `dry_run`."""
+    actor = require_role("admin")
+    options = boundary_service.ChangeSetOptions(
+        dry_run=query["dry_run"],
+        repair=query["repair"],
+        crs=query["crs"],
+        include_ids=query["ids"],
+        effective_from=body.get("effective_from"),
+        source="api",
+        description=body["description"],
+        tolerances=boundary_service.tolerances_from_config(current_app.config),
+        max_nearest_m=current_app.config["ROUTING_NEAREST_MAX_M"],
+    )
+    result = boundary_service.submit_changeset(
+        db.session, actor=actor, features=body["features"], options=options
+    )
+    db.session.commit()
+    status = 422 if not result.valid and not query["dry_run"] else 200
+    return result.as_dict(), status

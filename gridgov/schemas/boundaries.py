@@ -1,0 +1,78 @@
+"""Schemas of boundary change sets and area history."""
+
+from marshmallow import Schema, fields, validate
+
+from geo.topology import BOUNDARY_CRS
+
+
+class ChangeSetQuerySchema(Schema):
+    dry_run = fields.Boolean(load_default=True, metadata={"description": "Default true."})
+    repair = fields.Boolean(
+        load_default=False, metadata={"description": "Repair invalid geometries (reported)."}
+    )
+    crs = fields.String(load_default="wgs84", validate=validate.OneOf(BOUNDARY_CRS))
+    ids = fields.Boolean(
+        load_default=False, metadata={"description": "List the ids of re-routed incidents."}
+    )
+
+
+class ChangeSetBodySchema(Schema):
+    type = fields.String(required=True, validate=validate.Equal("FeatureCollection"))
+    # Features stay raw: the change-set validator reports each problem by code and kind.
+    features = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1))
+    effective_from = fields.AwareDateTime()
+    description = fields.String(load_default="", validate=validate.Length(max=500))
+    # Members a FeatureCollection may carry that we do not use.
+    bbox = fields.Raw()
+    name = fields.Raw()
+
+
+class ProblemSchema(Schema):
+    code = fields.String(allow_none=True)
+    kind = fields.String(required=True)
+    detail = fields.String(required=True)
+    location = fields.Dict()
+    other = fields.String()
+    area_m2 = fields.Float()
+    severity = fields.String()
+
+
+class MoveSchema(Schema):
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True)
+    to = fields.String(allow_none=True)
+    count = fields.Integer(required=True)
+
+
+class ImpactSchema(Schema):
+    moved_open_incidents = fields.Integer(required=True)
+    moves = fields.List(fields.Nested(MoveSchema), required=True)
+    incident_ids = fields.List(fields.Integer(), allow_none=True)
+    assignments_ended = fields.List(fields.Dict())
+    areas = fields.Dict()
+
+
+class ChangeSetResultSchema(Schema):
+    valid = fields.Boolean(required=True)
+    problems = fields.List(fields.Nested(ProblemSchema), required=True)
+    impact = fields.Nested(ImpactSchema, required=True)
+    applied = fields.Boolean(required=True)
+    changeset = fields.Integer(allow_none=True)
+
+
+class HistoryQuerySchema(Schema):
+    geometry = fields.Boolean(load_default=False)
+
+
+class RevisionSchema(Schema):
+    valid_from = fields.DateTime(required=True)
+    valid_to = fields.DateTime(allow_none=True)
+    name = fields.String(required=True)
+    parent = fields.String(allow_none=True)
+    changeset = fields.Dict(required=True)
+    geometry = fields.Dict()
+
+
+class HistorySchema(Schema):
+    code = fields.String(required=True)
+    retired_at = fields.DateTime(allow_none=True)
+    items = fields.List(fields.Nested(RevisionSchema), required=True)

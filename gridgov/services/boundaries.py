@@ -1,0 +1,562 @@
+"""Boundary administration: validate a change set against the map it would produce, preview its
+impact, and apply it atomically with re-routing of the open cases it affects.
+
+One core for the API (POST /api/v1/boundaries/changes) and the CLI (flask boundaries import).
+A dry run goes through exactly the same steps inside a savepoint that is rolled back, so its
+impact is the impact the real run will have.
+
+Concurrency: applying takes an exclusive transaction-level advisory lock on the map; intake
+takes it shared before routing (see `lock_map_shared`). A report in flight finishes first and is
+then re-routed by the change; a report arriving during the change waits and routes on the new
+map. So no report is ever routed to an area retired by a change that committed before it.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from shapely.geometry import MultiPolygon
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from geo.codes import LEVEL_CODE_LENGTH, level_of_code
+from geo.topology import (
+    LocalMetricFrame,
+    Problem,
+    Tolerances,
+    family_problems,
+    parse_boundary,
+)
+from gridgov.models import (
+    Area,
+    AreaRevision,
+    Assignment,
+    BoundaryChangeset,
+    Incident,
+    IncidentEvent,
+    User,
+)
+from gridgov.services.routing import route_point, routing_columns
+from gridgov.services.users import active_assignment_filter
+from gridgov.spatial import from_db, to_db
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key for "the map is being changed" (any constant unique to this use).
+MAP_LOCK_KEY = 330212_0001
+ACTIONS = ("upsert", "retire")
+Progress = Callable[[str, int, int], None]
+
+
+def lock_map_shared(session: Session) -> None:
+    """Hold the map steady until this transaction ends (intake calls it before routing)."""
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": MAP_LOCK_KEY})
+
+
+@dataclass
+class ChangeFeature:
+    code: str
+    action: str
+    name: str | None
+    parent: str | None
+    geometry: MultiPolygon | None
+    end_assignments: bool
+
+
+@dataclass
+class Impact:
+    moved_open_incidents: int = 0
+    moves: list[dict] = field(default_factory=list)
+    incident_ids: list[int] | None = None
+    assignments_ended: list[dict] = field(default_factory=list)
+    areas: dict[str, int] = field(
+        default_factory=lambda: {"created": 0, "updated": 0, "retired": 0}
+    )
+
+
+@dataclass
+class ChangeSetResult:
+    valid: bool
+    problems: list[Problem]
+    impact: Impact
+    applied: bool
+    changeset_id: int | None
+
+    def as_dict(self) -> dict:
+        """The answer as API.md shows it (also printed by the CLI)."""
+        return {
+            "valid": self.valid,
+            "problems": [problem.as_dict() for problem in self.problems],
+            "impact": asdict(self.impact),
+            "applied": self.applied,
+            "changeset": self.changeset_id,
+        }
+
+
+def tolerances_from_config(config: Mapping) -> Tolerances:
+    """The topology tolerances named in the app config (BOUNDARY_*)."""
+    return Tolerances(
+        snap_m=config["BOUNDARY_SNAP_M"],
+        overlap_m2=config["BOUNDARY_OVERLAP_M2"],
+        gap_m2=config["BOUNDARY_GAP_M2"],
+        parent_m=config["BOUNDARY_PARENT_M"],
+        max_vertices=config["BOUNDARY_MAX_VERTICES"],
+    )
+
+
+@dataclass(frozen=True)
+class ChangeSetOptions:
+    dry_run: bool = True
+    repair: bool = False
+    crs: str = "wgs84"
+    include_ids: bool = False
+    effective_from: datetime | None = None
+    source: str = "api"
+    description: str = ""
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    max_nearest_m: float = 200.0
+
+
+def submit_changeset(
+    session: Session,
+    *,
+    actor: User | None,
+    features: list[dict],
+    options: ChangeSetOptions,
+    progress: Progress | None = None,
+) -> ChangeSetResult:
+    """Validate, preview and (unless a dry run, and only when valid) apply a change set."""
+    report = progress or (lambda stage, done, total: None)
+    problems: list[Problem] = []
+    changes = _parse_features(features, options, problems, report)
+    existing = _load_existing(session, changes)
+    _check_tree(changes, existing, problems)
+    _check_retirements(session, changes, existing, problems)
+    if not any(p.severity == "error" for p in problems):
+        problems += _check_families(session, changes, existing, options.tolerances, report)
+    valid = not any(p.severity == "error" for p in problems)
+    if not valid:
+        return ChangeSetResult(False, problems, Impact(), False, None)
+    savepoint = session.begin_nested()
+    if not options.dry_run:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MAP_LOCK_KEY})
+    changeset, impact = _apply(session, actor, changes, existing, options, report)
+    if options.dry_run:
+        savepoint.rollback()
+        return ChangeSetResult(True, problems, impact, False, None)
+    savepoint.commit()
+    log.info(
+        "changeset %s by %s applied: %s, %s open incidents re-routed",
+        changeset.id,
+        actor.username if actor else "system",
+        impact.areas,
+        impact.moved_open_incidents,
+    )
+    return ChangeSetResult(True, problems, impact, True, changeset.id)
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+def _parse_features(features, options, problems, report) -> dict[str, ChangeFeature]:
+    changes: dict[str, ChangeFeature] = {}
+    total = len(features)
+    for index, feature in enumerate(features, 1):
+        change = _parse_feature(feature, index, options, problems)
+        if change is not None:
+            if change.code in changes:
+                problems.append(
+                    Problem(change.code, "duplicate_code", "The code appears twice in the set.")
+                )
+            changes[change.code] = change
+        if index % 1000 == 0 or index == total:
+            report("parsed", index, total)
+    return changes
+
+
+def _parse_feature(feature, index, options, problems) -> ChangeFeature | None:
+    where = f"feature {index}"
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        problems.append(Problem(None, "invalid_feature", f"{where} is not a GeoJSON Feature."))
+        return None
+    props = feature.get("properties") or {}
+    code = props.get("code")
+    if (
+        not isinstance(code, str)
+        or not code.isdigit()
+        or len(code) not in LEVEL_CODE_LENGTH.values()
+    ):
+        detail = f"{where}: properties.code must be a 6-18 digit area code."
+        problems.append(Problem(code if isinstance(code, str) else None, "invalid_code", detail))
+        return None
+    action = props.get("action", "upsert")
+    if action not in ACTIONS:
+        problems.append(Problem(code, "invalid_action", f"action must be one of {ACTIONS}."))
+        return None
+    level = props.get("level")
+    if level is not None and level != level_of_code(code):
+        detail = f"A {len(code)}-digit code is a {level_of_code(code)}, not a {level}."
+        problems.append(Problem(code, "wrong_level", detail))
+    parent = props.get("parent")
+    expected_parent = code[:-3] if len(code) > LEVEL_CODE_LENGTH["district"] else None
+    if action == "upsert" and parent != expected_parent:
+        detail = f"parent must be {expected_parent!r}: a code extends its parent's code."
+        problems.append(Problem(code, "wrong_parent", detail, other=parent))
+    name = props.get("name")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 100):
+        problems.append(Problem(code, "invalid_name", "name must be 1-100 characters."))
+        name = None
+    geometry = None
+    if action == "upsert":
+        parsed = parse_boundary(
+            code,
+            feature.get("geometry"),
+            crs=options.crs,
+            repair=options.repair,
+            tolerances=options.tolerances,
+        )
+        problems += parsed.problems
+        geometry = parsed.geometry
+    return ChangeFeature(
+        code=code,
+        action=action,
+        name=name.strip() if name else None,
+        parent=expected_parent,
+        geometry=geometry,
+        end_assignments=props.get("assignments") == "end",
+    )
+
+
+# --- checks against the current map ------------------------------------------------------
+
+
+def _load_existing(session: Session, changes: dict[str, ChangeFeature]) -> dict[str, Area]:
+    codes = set(changes) | {c.parent for c in changes.values() if c.parent}
+    areas = session.scalars(select(Area).where(Area.code.in_(codes))).all()
+    return {area.code: area for area in areas}
+
+
+def _check_tree(changes, existing, problems) -> None:
+    retiring = {code for code, c in changes.items() if c.action == "retire"}
+    for code, change in changes.items():
+        current = existing.get(code)
+        if change.action == "retire":
+            if current is None or current.retired_at is not None:
+                problems.append(Problem(code, "unknown_area", "No current area to retire."))
+            continue
+        if current is not None and current.retired_at is not None:
+            detail = "This code belonged to a retired area; codes are never reused."
+            problems.append(Problem(code, "retired_code", detail))
+        if current is None and not change.name:
+            problems.append(Problem(code, "missing_name", "A new area needs a name."))
+        if change.parent is None:
+            continue
+        parent = existing.get(change.parent)
+        parent_upserted = changes.get(change.parent)
+        if change.parent in retiring:
+            problems.append(Problem(code, "parent_retired", "Its parent is retired in this set."))
+        elif (parent is None or parent.retired_at is not None) and not (
+            parent_upserted and parent_upserted.action == "upsert"
+        ):
+            problems.append(
+                Problem(code, "unknown_parent", f"No area {change.parent}.", other=change.parent)
+            )
+
+
+def _check_retirements(session, changes, existing, problems) -> None:
+    retiring = [existing[c] for c, ch in changes.items() if ch.action == "retire" and c in existing]
+    if not retiring:
+        return
+    ids = [area.id for area in retiring]
+    children = session.execute(
+        select(Area.parent_id, Area.code).where(Area.parent_id.in_(ids), Area.retired_at.is_(None))
+    ).all()
+    for parent_id, child_code in children:
+        child = changes.get(child_code)
+        if child is None or child.action != "retire":
+            parent_code = next(a.code for a in retiring if a.id == parent_id)
+            detail = f"Child {child_code} is still current; retire or move it in the same set."
+            problems.append(Problem(parent_code, "orphaned_children", detail, other=child_code))
+    staffed = session.execute(
+        select(Assignment.area_id, func.count())
+        .where(Assignment.area_id.in_(ids), active_assignment_filter())
+        .group_by(Assignment.area_id)
+    ).all()
+    for area_id, count in staffed:
+        area = next(a for a in retiring if a.id == area_id)
+        if not changes[area.code].end_assignments:
+            detail = (
+                f"{count} active assignment(s); set properties.assignments = 'end' to end them."
+            )
+            problems.append(Problem(area.code, "has_workers", detail))
+
+
+def _check_families(session, changes, existing, tolerances, report) -> list[Problem]:
+    upserts = {c: ch for c, ch in changes.items() if ch.action == "upsert" and ch.geometry}
+    retired = {c for c, ch in changes.items() if ch.action == "retire"}
+    parents = {ch.parent for ch in changes.values() if ch.parent} | set(upserts)
+    parent_ids = {existing[c].id for c in parents if c in existing}
+    current_children: dict[str, dict[str, MultiPolygon]] = defaultdict(dict)
+    rows = (
+        session.execute(
+            select(Area.code, Area.boundary).where(
+                Area.parent_id.in_(parent_ids), Area.retired_at.is_(None)
+            )
+        ).all()
+        if parent_ids
+        else []
+    )
+    for code, boundary in rows:
+        current_children[code[:-3]][code] = from_db(boundary)
+    parent_geometries = _parent_geometries(session, parents, upserts, existing)
+    frame = (
+        LocalMetricFrame.around(next(iter(parent_geometries.values())))
+        if parent_geometries
+        else None
+    )
+    problems: list[Problem] = []
+    for done, parent in enumerate(sorted(parent_geometries), 1):
+        children = {c: g for c, g in current_children[parent].items() if c not in retired}
+        children.update({c: ch.geometry for c, ch in upserts.items() if ch.parent == parent})
+        changed = {c for c in changes if changes[c].parent == parent}
+        problems += family_problems(
+            parent,
+            parent_geometries[parent],
+            children,
+            changed=changed,
+            parent_changed=parent in upserts,
+            tolerances=tolerances,
+            frame=frame,
+        )
+        if done % 500 == 0 or done == len(parent_geometries):
+            report("validated families", done, len(parent_geometries))
+    return problems
+
+
+def _parent_geometries(session, parents, upserts, existing) -> dict[str, MultiPolygon]:
+    geometries = {c: upserts[c].geometry for c in parents if c in upserts}
+    missing = [existing[c].id for c in parents if c not in geometries and c in existing]
+    if missing:
+        for code, boundary in session.execute(
+            select(Area.code, Area.boundary).where(Area.id.in_(missing))
+        ):
+            geometries[code] = from_db(boundary)
+    return geometries
+
+
+# --- applying ------------------------------------------------------------------------------
+
+
+def _apply(session, actor, changes, existing, options, report) -> tuple[BoundaryChangeset, Impact]:
+    now = datetime.now(UTC)
+    effective = options.effective_from or now
+    changeset = BoundaryChangeset(
+        source=options.source,
+        description=options.description,
+        actor_id=actor.id if actor else None,
+        effective_from=effective,
+    )
+    session.add(changeset)
+    session.flush()
+    impact = Impact()
+    touched_microgrids = _write_areas(session, changes, existing, changeset, effective, impact)
+    report("areas written", len(changes), len(changes))
+    _end_assignments(session, changes, existing, effective, impact)
+    _reroute(session, actor, changeset, touched_microgrids, options, impact)
+    report("open incidents re-routed", impact.moved_open_incidents, impact.moved_open_incidents)
+    changeset.summary = {
+        "areas": impact.areas,
+        "moved_open_incidents": impact.moved_open_incidents,
+        "moves": impact.moves,
+    }
+    session.flush()
+    return changeset, impact
+
+
+def _write_areas(session, changes, existing, changeset, effective, impact) -> set[int]:
+    """Insert, update and retire areas with their revisions; return touched micro-grid ids."""
+    ids = {code: area.id for code, area in existing.items()}
+    touched: set[int] = set()
+    ordered = sorted(changes.values(), key=lambda c: (len(c.code), c.code))  # parents first
+    for change in ordered:
+        area = existing.get(change.code)
+        if change.action == "retire":
+            area.retired_at = effective
+            _close_revision(session, area.id, effective)
+            impact.areas["retired"] += 1
+        elif area is None:
+            area = Area(
+                code=change.code,
+                name=change.name,
+                level=level_of_code(change.code),
+                parent_id=ids.get(change.parent),
+                boundary=to_db(change.geometry),
+            )
+            session.add(area)
+            session.flush()
+            ids[change.code] = area.id
+            impact.areas["created"] += 1
+        else:
+            area.boundary = to_db(change.geometry)
+            area.name = change.name or area.name
+            _close_revision(session, area.id, effective)
+            impact.areas["updated"] += 1
+        if change.action == "upsert":
+            session.add(
+                AreaRevision(
+                    area_id=area.id,
+                    name=area.name,
+                    parent_id=area.parent_id,
+                    boundary=to_db(change.geometry),
+                    valid_from=effective,
+                    changeset_id=changeset.id,
+                    actor_id=changeset.actor_id,
+                )
+            )
+        if level_of_code(change.code) == "microgrid":
+            touched.add(area.id)
+    session.flush()
+    return touched
+
+
+def _close_revision(session, area_id: int, effective: datetime) -> None:
+    session.execute(
+        update(AreaRevision)
+        .where(AreaRevision.area_id == area_id, AreaRevision.valid_to.is_(None))
+        .values(valid_to=effective)
+    )
+
+
+def _end_assignments(session, changes, existing, effective, impact) -> None:
+    retiring = [
+        existing[c].id for c, ch in changes.items() if ch.action == "retire" and ch.end_assignments
+    ]
+    if not retiring:
+        return
+    ended = session.execute(
+        update(Assignment)
+        .where(Assignment.area_id.in_(retiring), active_assignment_filter())
+        .values(active_to=effective)
+        .returning(Assignment.id, Assignment.user_id, Assignment.area_id, Assignment.duty)
+    ).all()
+    codes = {existing[c].id: c for c in changes if c in existing}
+    impact.assignments_ended = [
+        {"id": a_id, "user": user_id, "area": codes[area_id], "duty": duty}
+        for a_id, user_id, area_id, duty in ended
+    ]
+
+
+# Open incidents whose routing may change: in a touched micro-grid, not covered before, or
+# now covered by a touched micro-grid. For each, the covering micro-grid on the new map (the
+# lowest code, as in routing) and how many covered it.
+_REROUTE_SQL = text(
+    """
+WITH candidate AS (
+    SELECT i.id, i.location, i.microgrid_id, i.routing_method
+    FROM incident i
+    WHERE i.status NOT IN ('rejected', 'duplicate', 'closed')
+      AND (i.microgrid_id = ANY(:touched)
+           OR i.routing_method <> 'covered'
+           OR EXISTS (SELECT 1 FROM area a WHERE a.id = ANY(:touched) AND a.retired_at IS NULL
+                      AND ST_Covers(a.boundary, i.location)))
+)
+SELECT c.id, c.microgrid_id, c.routing_method, ST_X(c.location), ST_Y(c.location),
+       hit.id AS new_microgrid_id, hit.candidates
+FROM candidate c
+LEFT JOIN LATERAL (
+    SELECT a.id, count(*) OVER () AS candidates
+    FROM area a
+    WHERE a.level = 'microgrid' AND a.retired_at IS NULL AND ST_Covers(a.boundary, c.location)
+    ORDER BY a.code
+    LIMIT 1
+) hit ON true
+"""
+)
+_CHAIN_SQL = text(
+    """
+SELECT m.id, g.id, c.id, t.id, d.id
+FROM area m JOIN area g ON g.id = m.parent_id JOIN area c ON c.id = g.parent_id
+JOIN area t ON t.id = c.parent_id JOIN area d ON d.id = t.parent_id
+WHERE m.id = ANY(:ids)
+"""
+)
+_LEVEL_COLUMNS = ("microgrid_id", "grid_id", "community_id", "town_id", "district_id")
+
+
+def _reroute(session, actor, changeset, touched: set[int], options, impact) -> None:
+    """Re-route the open incidents a change affects, in bulk, with a timeline event each."""
+    if not touched:
+        return
+    rows = session.execute(_REROUTE_SQL, {"touched": list(touched)}).all()
+    covered_ids = {row.new_microgrid_id for row in rows if row.new_microgrid_id}
+    chains = {
+        row[0]: dict(zip(_LEVEL_COLUMNS, row, strict=True))
+        for row in session.execute(_CHAIN_SQL, {"ids": list(covered_ids)})
+    }
+    updates = []
+    for incident_id, old_mg, old_method, lon, lat, new_mg, candidates in rows:
+        if new_mg is not None:
+            new = {
+                **chains[new_mg],
+                "routing_method": "covered",
+                "routing_distance_m": 0.0,
+                "routing_candidates": candidates,
+            }
+        else:  # covered by nothing now: nearest within the limit, or unrouted
+            new = routing_columns(
+                route_point(session, lon=lon, lat=lat, max_nearest_m=options.max_nearest_m)
+            )
+        if new["microgrid_id"] != old_mg or new["routing_method"] != old_method:
+            updates.append({"b_id": incident_id, "old": old_mg, **new})
+    _write_reroutes(session, actor, changeset, updates, options, impact)
+
+
+def _write_reroutes(session, actor, changeset, updates, options, impact) -> None:
+    if not updates:
+        return
+    table = Incident.__table__
+    columns = (*_LEVEL_COLUMNS, "routing_method", "routing_distance_m", "routing_candidates")
+    # Core executemany: one statement for all rows; the version still goes up by one each.
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            {
+                **{name: bindparam(name) for name in columns},
+                "rerouted_at": changeset.effective_from,
+                "version": table.c.version + 1,
+                "updated_at": func.now(),
+            }
+        ),
+        [{k: u[k] for k in ("b_id", *columns)} for u in updates],
+    )
+    codes = dict(
+        session.execute(
+            select(Area.id, Area.code).where(
+                Area.id.in_({u["old"] for u in updates} | {u["microgrid_id"] for u in updates})
+            )
+        ).all()
+    )
+    moves: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    events = []
+    for u in updates:
+        before, after = codes.get(u["old"]), codes.get(u["microgrid_id"])
+        moves[(before, after)] += 1
+        events.append(
+            {
+                "incident_id": u["b_id"],
+                "actor_id": actor.id if actor else None,
+                "action": "reroute",
+                "note": "Re-routed by a boundary change.",
+                "data": {"changeset": changeset.id, "from": before, "to": after},
+            }
+        )
+    session.execute(insert(IncidentEvent.__table__), events)
+    impact.moved_open_incidents = len(updates)
+    impact.moves = [
+        {"from": a, "to": b, "count": n} for (a, b), n in sorted(moves.items(), key=str)
+    ]
+    if options.include_ids:
+        impact.incident_ids = sorted(u["b_id"] for u in updates)
