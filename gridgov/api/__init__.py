@@ -15,6 +15,7 @@ from gridgov.api import (
     people,
     photos,
     routing,
+    stats,
 )
 from gridgov.api.errors import register_error_handlers
 from gridgov.api.security import register_security
@@ -33,6 +34,7 @@ def register_api(app: Flask) -> None:
     api.register_blueprint(photos.blp)
     api.register_blueprint(routing.blp)
     api.register_blueprint(people.blp)
+    api.register_blueprint(stats.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
     # After Api(app): these replace flask-smorest's own HTTPException handler.

@@ -189,9 +189,7 @@ def _apply(session, incident: Incident, actor, request: ActionRequest, calendar)
     if target is not None:
         incident.status = target
     if target is not None or action == "escalate":
-        _restart_clock(
-            session, incident, now, calendar, fresh_handle=action in ("accept", "return")
-        )
+        _restart_clock(session, incident, now, calendar, fresh_handle=action == "accept")
     return data
 
 

@@ -228,3 +228,19 @@ def test_timeline_records_every_change_in_order(api, client, auth):
     assert [i["actor"] for i in items] == ["grid_worker"] + ["town_supervisor"] * 3
     assert items[3]["data"] == {"assignee": None, "handling_unit": "城管中队"}
     assert items[3]["note"] == "请处理"
+
+
+def test_rework_keeps_the_first_handling_deadline(api, demo_users, db_session):
+    """On-time indicators measure against the deadline set at acceptance: rework is late."""
+    from gridgov.models import Incident
+
+    case = api.report()
+    ok(api.act(case["id"], "accept"))
+    first = db_session.get(Incident, case["id"]).handle_deadline
+    ok(api.act(case["id"], "dispatch", handling_unit="城管中队"))
+    ok(api.act(case["id"], "resolve", note="done"))
+    ok(api.act(case["id"], "return", note="not done"))
+    db_session.expire_all()
+    incident = db_session.get(Incident, case["id"])
+    assert incident.handle_deadline == first
+    assert incident.deadline >= first  # the rework round has a clock of its own
