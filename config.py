@@ -36,6 +36,16 @@ class Config:
     ACCESS_TOKEN_MINUTES = _env_int("GRIDGOV_ACCESS_TOKEN_MINUTES", 15)
     REFRESH_TOKEN_DAYS = _env_int("GRIDGOV_REFRESH_TOKEN_DAYS", 14)
 
+    # Login rate limits (flask-limiter syntax). With the default memory:// store each gunicorn
+    # worker counts on its own (the effective limit is workers × the limit); set
+    # GRIDGOV_RATELIMIT_STORAGE_URI=redis://host:6379 to share the counts between processes.
+    RATELIMIT_STORAGE_URI = os.environ.get("GRIDGOV_RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_HEADERS_ENABLED = True
+    LOGIN_RATE_LIMIT_PER_IP = os.environ.get("GRIDGOV_LOGIN_RATE_LIMIT_PER_IP", "20/minute")
+    LOGIN_RATE_LIMIT_PER_USERNAME = os.environ.get(
+        "GRIDGOV_LOGIN_RATE_LIMIT_PER_USERNAME", "10/minute"
+    )
+
     # OpenAPI document and docs page (assets served by the app, see gridgov/api/docs.py).
     API_TITLE = "gridgov"
     API_VERSION = "v1"
@@ -82,6 +92,9 @@ class DevelopmentConfig(Config):
 class TestConfig(Config):
     ENV_NAME = "test"
     TESTING = True
+    # Tests log in many times from one address; the rate-limit tests lower these.
+    LOGIN_RATE_LIMIT_PER_IP = "100000/minute"
+    LOGIN_RATE_LIMIT_PER_USERNAME = "100000/minute"
     SECRET_KEY = "test-secret-key-of-at-least-32-bytes!!"
 
 

@@ -1,6 +1,8 @@
 """Flask extensions, created unbound; `create_app` binds them."""
 
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
@@ -13,3 +15,6 @@ db = SQLAlchemy(
 )
 migrate = Migrate()
 jwt = JWTManager()
+# Limits are declared on the endpoints that need them (login); the store is
+# RATELIMIT_STORAGE_URI: memory:// counts per worker process, redis://… is shared.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -5,6 +5,7 @@ from flask_smorest import Api
 
 from gridgov.api import (
     areas,
+    audit,
     auth,
     boundaries,
     categories,
@@ -27,6 +28,7 @@ def register_api(app: Flask) -> None:
     register_security(app)
     api.register_blueprint(auth.blp)
     api.register_blueprint(areas.blp)
+    api.register_blueprint(audit.blp)
     api.register_blueprint(boundaries.blp)
     api.register_blueprint(categories.blp)
     api.register_blueprint(incidents.blp)

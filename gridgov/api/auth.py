@@ -1,13 +1,30 @@
-"""Login, token refresh and the current user."""
+"""Login, token refresh (rotating), logout and the current user."""
 
-from flask import current_app
-from flask_jwt_extended import create_access_token, create_refresh_token, jwt_required
+from datetime import UTC, datetime
+
+from flask import current_app, request
+from flask_jwt_extended import (
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_jwt,
+    jwt_required,
+)
 from flask_smorest import Blueprint
+from jwt import PyJWTError
 
 from gridgov.api.security import current_user
-from gridgov.extensions import db
+from gridgov.errors import Unauthorized
+from gridgov.extensions import db, limiter
 from gridgov.models import User
-from gridgov.schemas.auth import AccessTokenSchema, LoginResultSchema, LoginSchema, MeSchema
+from gridgov.schemas.auth import (
+    LoginResultSchema,
+    LoginSchema,
+    LogoutSchema,
+    MeSchema,
+    RefreshResultSchema,
+)
+from gridgov.services import audit, tokens
 from gridgov.services import users as user_service
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Authentication.")
@@ -35,25 +52,86 @@ def _access_token(user: User) -> dict:
     }
 
 
+def _new_refresh_token(user: User) -> tuple[str, str, datetime]:
+    token = create_refresh_token(identity=str(user.id), additional_claims={"role": user.role})
+    claims = decode_token(token)
+    return token, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC)
+
+
+def _login_username() -> str:
+    body = request.get_json(silent=True)
+    username = body.get("username") if isinstance(body, dict) else None
+    return str(username).lower()[:64] if username else "-"
+
+
 @blp.route("/auth/login", methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_USERNAME"],
+    key_func=_login_username,
+    scope="login-username",
+)
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResultSchema)
 @blp.alt_response(401, description="`invalid_credentials`")
+@blp.alt_response(429, description="`rate_limited`: too many attempts; see Retry-After.")
 @blp.doc(security=[])
 def login(credentials):
     """Exchange a username and password for an access and a refresh token."""
-    user = user_service.authenticate(db.session, **credentials)
-    refresh = create_refresh_token(identity=str(user.id), additional_claims={"role": user.role})
+    try:
+        user = user_service.authenticate(db.session, **credentials)
+    except Unauthorized:
+        db.session.commit()  # the failed attempt stays in the audit log
+        raise
+    refresh, jti, expires_at = _new_refresh_token(user)
+    tokens.register_refresh(db.session, user=user, jti=jti, expires_at=expires_at)
+    db.session.commit()
     return {**_access_token(user), "refresh_token": refresh, "user": _me(user)}
 
 
 @blp.route("/auth/refresh", methods=["POST"])
 @jwt_required(refresh=True)
-@blp.response(200, AccessTokenSchema)
-@blp.doc(description="Send the refresh token as the Bearer token.")
+@blp.response(200, RefreshResultSchema)
+@blp.doc(description="Send the refresh token as the Bearer token. It is used up: keep the new one.")
 def refresh():
-    """A new access token for a refresh token whose user is still active."""
-    return _access_token(current_user())
+    """A new access token and a new refresh token; the one sent cannot be used again."""
+    user = current_user()
+    new_refresh, new_jti, expires_at = _new_refresh_token(user)
+    try:
+        tokens.rotate_refresh(
+            db.session, user=user, old_jti=get_jwt()["jti"], new_jti=new_jti, expires_at=expires_at
+        )
+    except Unauthorized:
+        db.session.commit()  # a detected reuse revokes the family even though this call fails
+        raise
+    db.session.commit()
+    return {**_access_token(user), "refresh_token": new_refresh}
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@blp.arguments(LogoutSchema)
+@blp.response(204)
+def logout(body):
+    """Revoke the given refresh token, or with `all: true` every one of the caller's."""
+    user = current_user()
+    if body.get("all"):
+        count = tokens.revoke_all(db.session, user_id=user.id)
+    else:
+        count = int(tokens.revoke(db.session, user=user, jti=_refresh_jti(body["refresh_token"])))
+    audit.record(
+        db.session, actor=user, action="logout", target=user.username, data={"revoked": count}
+    )
+    db.session.commit()
+
+
+def _refresh_jti(token: str) -> str:
+    try:
+        claims = decode_token(token, allow_expired=True)
+    except PyJWTError as error:
+        raise Unauthorized("Not a refresh token of this service.", code="token_invalid") from error
+    if claims.get("type") != "refresh":
+        raise Unauthorized("Not a refresh token.", code="token_invalid")
+    return claims["jti"]
 
 
 @blp.route("/me")

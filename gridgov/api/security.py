@@ -7,8 +7,9 @@ from flask_jwt_extended import get_jwt, get_jwt_identity, verify_jwt_in_request
 
 from gridgov.api.errors import error_response
 from gridgov.errors import Forbidden
-from gridgov.extensions import db, jwt
+from gridgov.extensions import db, jwt, limiter
 from gridgov.models import User
+from gridgov.services import audit
 from gridgov.services import users as user_service
 
 # Endpoints anyone may call: login, health, the API docs, Open311 discovery.
@@ -29,8 +30,15 @@ def register_security(app: Flask) -> None:
     app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=app.config["ACCESS_TOKEN_MINUTES"])
     app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=app.config["REFRESH_TOKEN_DAYS"])
     jwt.init_app(app)
+    limiter.init_app(app)
     _register_token_errors()
+    app.before_request(_remember_origin)
     app.before_request(_require_token)
+
+
+def _remember_origin() -> None:
+    # For the audit log (services read it from a context variable, not from Flask).
+    audit.set_origin(audit.Origin(request.remote_addr, request.headers.get("User-Agent", "")))
 
 
 def _require_token() -> None:

@@ -1,6 +1,6 @@
 """Schemas of login, refresh and the current user."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 
 class LoginSchema(Schema):
@@ -27,3 +27,19 @@ class AccessTokenSchema(Schema):
 class LoginResultSchema(AccessTokenSchema):
     refresh_token = fields.String(required=True)
     user = fields.Nested(MeSchema, required=True)
+
+
+class RefreshResultSchema(AccessTokenSchema):
+    refresh_token = fields.String(
+        required=True, metadata={"description": "The next refresh token; the old one is used up."}
+    )
+
+
+class LogoutSchema(Schema):
+    refresh_token = fields.String(validate=validate.Length(min=1, max=4096))
+    all = fields.Boolean(metadata={"description": "Revoke every refresh token of the caller."})
+
+    @validates_schema
+    def one_of(self, data, **kwargs):
+        if not data.get("refresh_token") and not data.get("all"):
+            raise ValidationError("Send the refresh_token to revoke, or all: true.")

@@ -38,6 +38,7 @@ from gridgov.models import (
     IncidentEvent,
     User,
 )
+from gridgov.services import audit
 from gridgov.services.routing import route_point, routing_columns
 from gridgov.services.users import active_assignment_filter
 from gridgov.spatial import from_db, to_db
@@ -147,6 +148,18 @@ def submit_changeset(
         savepoint.rollback()
         return ChangeSetResult(True, problems, impact, False, None)
     savepoint.commit()
+    audit.record(
+        session,
+        actor=actor,
+        action="apply_changeset",
+        target=f"changeset {changeset.id}",
+        data={
+            "changeset": changeset.id,
+            "areas": impact.areas,
+            "moved_open_incidents": impact.moved_open_incidents,
+            "source": options.source,
+        },
+    )
     log.info(
         "changeset %s by %s applied: %s, %s open incidents re-routed",
         changeset.id,

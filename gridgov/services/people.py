@@ -22,7 +22,6 @@ stored with a one-microsecond period at its planned start (see `_end`).
 Every admin write logs an audit line `admin <username>: <action> <target>`.
 """
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,10 +32,9 @@ from sqlalchemy.orm import Session
 
 from gridgov.errors import AreaNotFound, Conflict, Forbidden, NotFound, ValidationFailed
 from gridgov.models import ROLES, Area, Assignment, User
+from gridgov.services import audit, tokens
 from gridgov.services.passwords import hash_password
 from gridgov.services.users import active_assignment_filter, assigned_area_codes
-
-log = logging.getLogger(__name__)
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
 MIN_PASSWORD_LENGTH = 10
@@ -150,8 +148,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _audit(actor: User, action: str, target: str) -> None:
-    log.info("admin %s: %s %s", actor.username, action, target)
+def _audit(session: Session, actor: User, action: str, target: str) -> None:
+    audit.record(session, actor=actor, action=action, target=target)
 
 
 def _user_target(user: User) -> str:
@@ -351,7 +349,7 @@ def create_user(
         if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != USERNAME_INDEX:
             raise
         raise _taken(username) from exc
-    _audit(actor, "create_user", f"{_user_target(user)} role {role}")
+    _audit(session, actor, "create_user", f"{_user_target(user)} role {role}")
     return _user_detail(session, user)
 
 
@@ -383,20 +381,24 @@ def update_user(
         _change_role(session, actor=actor, user=user, role=role, now=now)
     if display_name is not None and display_name != user.display_name:
         user.display_name = display_name
-        _audit(actor, "rename_user", _user_target(user))
+        _audit(session, actor, "rename_user", _user_target(user))
     if password is not None:
         _check_password(password)
         user.password_hash = hash_password(password)
-        _audit(actor, "set_password", _user_target(user))
+        tokens.revoke_all(session, user_id=user.id)  # a new password logs out everywhere
+        _audit(session, actor, "set_password", _user_target(user))
     if is_active is False and user.is_active:
         ended = _end_open_assignments(session, user_id=user.id, now=now)
         user.is_active = False
         user.deactivated_at = now
-        _audit(actor, "deactivate_user", f"{_user_target(user)} ending {ended} assignments")
+        tokens.revoke_all(session, user_id=user.id)
+        _audit(
+            session, actor, "deactivate_user", f"{_user_target(user)} ending {ended} assignments"
+        )
     elif is_active is True and not user.is_active:
         user.is_active = True
         user.deactivated_at = None
-        _audit(actor, "reactivate_user", _user_target(user))
+        _audit(session, actor, "reactivate_user", _user_target(user))
     session.flush()
     return _user_detail(session, user)
 
@@ -436,7 +438,7 @@ def _change_role(session: Session, *, actor: User, user: User, role: str, now: d
             code="role_conflicts_with_assignments",
             details={"assignments": list(misfits)},
         )
-    _audit(actor, "change_role", f"{_user_target(user)} {user.role} -> {role}")
+    _audit(session, actor, "change_role", f"{_user_target(user)} {user.role} -> {role}")
     user.role = role
 
 
@@ -577,6 +579,7 @@ def create_assignment(
     session.add(assignment)
     session.flush()
     _audit(
+        session,
         actor,
         "create_assignment",
         f"{assignment.id}: {_user_target(user)} {duty} on {area.code} from {active_from}",
@@ -618,7 +621,7 @@ def end_assignment(session: Session, *, actor: User, assignment_id: int) -> Assi
     if _is_open(assignment, now):
         _end(assignment, now)
         session.flush()
-        _audit(actor, "end_assignment", f"{assignment.id} of user {assignment.user_id}")
+        _audit(session, actor, "end_assignment", f"{assignment.id} of user {assignment.user_id}")
     code = session.scalar(select(Area.code).where(Area.id == assignment.area_id))
     return _assignment_view(assignment, code, now)
 

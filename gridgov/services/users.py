@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from gridgov.errors import Unauthorized
 from gridgov.models import Area, Assignment, User
+from gridgov.services import audit
 from gridgov.services.passwords import hash_password, verify_password
 
 # Verified against when the username is unknown, so both failures take the same time.
@@ -14,11 +15,24 @@ _DUMMY_HASH = hash_password("not-a-real-password")
 
 
 def authenticate(session: Session, *, username: str, password: str) -> User:
-    """The active user with these credentials, or Unauthorized(invalid_credentials)."""
+    """The active user with these credentials, or Unauthorized(invalid_credentials).
+
+    Every attempt is audited; on a failure the login endpoint still commits the audit event.
+    """
     user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
     valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     if not (user and valid and user.is_active):
+        audit.record(
+            session,
+            actor=None,
+            actor_name=username[:64],
+            action="login",
+            target=username[:64],
+            outcome="failed",
+            data={"reason": "inactive" if user and valid else "bad_credentials"},
+        )
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
+    audit.record(session, actor=user, action="login", target=user.username)
     return user
 
 

@@ -88,7 +88,7 @@ def test_no_token_is_401(client, method, url):
 
 
 def test_admin_creates_a_user_who_can_log_in(client, auth, caplog):
-    caplog.set_level(logging.INFO, logger="gridgov.services.people")
+    caplog.set_level(logging.INFO, logger="gridgov.audit")
     response = create_user(client, auth, username="li.ming", display_name="李明")
     assert response.status_code == 201
     body = response.get_json()
@@ -98,7 +98,7 @@ def test_admin_creates_a_user_who_can_log_in(client, auth, caplog):
     assert body["is_active"] is True
     assert body["areas"] == [] and body["assignments"] == []
     assert not {"password", "password_hash"} & set(body)
-    assert "admin admin: create_user" in caplog.text
+    assert "audit admin create_user" in caplog.text
     login = client.post("/api/v1/auth/login", json={"username": "LI.MING", "password": PASSWORD})
     assert login.status_code == 200
 
@@ -279,7 +279,7 @@ def test_unknown_user_is_404(client, auth):
 def test_deactivation_ends_assignments_and_the_token_stops_working(
     client, app, db_session, auth, caplog
 ):
-    caplog.set_level(logging.INFO, logger="gridgov.services.people")
+    caplog.set_level(logging.INFO, logger="gridgov.audit")
     worker = make_user(db_session, username="leaving", area_code=EMPTY_MICROGRID)
     future = make_assignment(
         db_session,
@@ -300,7 +300,7 @@ def test_deactivation_ends_assignments_and_the_token_stops_working(
     assert body["areas"] == []
     assert len(body["assignments"]) == 2  # history kept, both ended
     assert all(a["active_to"] and not a["active"] for a in body["assignments"])
-    assert "admin admin: deactivate_user" in caplog.text
+    assert "audit admin deactivate_user" in caplog.text
 
     me = client.get("/api/v1/me", headers=headers)
     assert me.status_code == 401
@@ -381,13 +381,13 @@ def test_patch_unknown_user_is_404(client, auth):
 
 
 def test_assignment_is_created_and_puts_the_worker_on_duty(client, db_session, auth, caplog):
-    caplog.set_level(logging.INFO, logger="gridgov.services.people")
+    caplog.set_level(logging.INFO, logger="gridgov.audit")
     worker = make_user(db_session, username="new_worker")
     body = assigned(client, auth, worker.id, EMPTY_MICROGRID, "full_time")
     assert body["user"] == worker.id and body["area"] == EMPTY_MICROGRID
     assert body["active"] is True and body["active_to"] is None
     assert datetime.fromisoformat(body["active_from"]).tzinfo is not None
-    assert "admin admin: create_assignment" in caplog.text
+    assert "audit admin create_assignment" in caplog.text
     assert ("new_worker", "full_time", EMPTY_MICROGRID) in workers(
         client, auth("admin"), EMPTY_MICROGRID
     )

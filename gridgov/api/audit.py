@@ -1,0 +1,30 @@
+"""GET /api/v1/audit: the audit log (admin)."""
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.security import require_role
+from gridgov.extensions import db
+from gridgov.schemas.audit import AuditPageSchema, AuditQuerySchema
+from gridgov.services import audit
+
+blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit log.")
+
+
+@blp.route("/audit")
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, AuditPageSchema)
+def list_audit(args):
+    """Logins, failed logins and admin actions, newest first (admins only)."""
+    require_role("admin")
+    before = decode_cursor(args["cursor"], keys=("id",))["id"] if "cursor" in args else None
+    events, has_more = audit.list_events(
+        db.session,
+        action=args.get("action"),
+        actor_id=args.get("actor"),
+        before_id=before,
+        limit=min(args["limit"], current_app.config["PAGE_SIZE_MAX"]),
+    )
+    next_cursor = encode_cursor({"id": events[-1].id}) if has_more else None
+    return {"items": events, "next_cursor": next_cursor}
