@@ -84,6 +84,10 @@ class Config:
     PAGE_SIZE_DEFAULT = _env_int("GRIDGOV_PAGE_SIZE_DEFAULT", 50)
     PAGE_SIZE_MAX = _env_int("GRIDGOV_PAGE_SIZE_MAX", 500)
 
+    # Supervisor map (/map): an optional MapLibre basemap style URL; empty means a plain
+    # background. Its origin is added to the page's Content-Security-Policy.
+    MAP_BASEMAP_STYLE_URL = os.environ.get("MAP_BASEMAP_STYLE_URL", "")
+
 
 class DevelopmentConfig(Config):
     pass

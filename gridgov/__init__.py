@@ -52,9 +52,11 @@ def register_database(app: Flask) -> None:
 
 
 def register_api_and_cli(app: Flask) -> None:
-    """HTTP blueprints, the OpenAPI document, error handlers and CLI commands."""
+    """HTTP blueprints, the OpenAPI document, error handlers, the map page and CLI commands."""
     from gridgov.api import register_api
     from gridgov.cli import register_cli
+    from gridgov.web import register_web
 
     register_api(app)
+    register_web(app)
     register_cli(app)

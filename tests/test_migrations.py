@@ -1,5 +1,7 @@
 """The migration chain builds the schema from an empty database and matches the models."""
 
+import os
+
 import flask_migrate
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +17,7 @@ from tests import dbsetup
 @pytest.fixture
 def empty_database(server):
     base_url, _ = server
-    name = "gridgov_migration_check"
+    name = f"gridgov_migration_check_{os.getpid()}"
     url = dbsetup.recreate_database(base_url, name)
     with create_engine(url).connect() as conn:  # truly empty: not even PostGIS
         conn.execute(text("DROP EXTENSION postgis"))

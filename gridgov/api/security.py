@@ -12,13 +12,16 @@ from gridgov.models import User
 from gridgov.services import audit
 from gridgov.services import users as user_service
 
-# Endpoints anyone may call: login, health, the API docs, Open311 discovery.
+# Endpoints anyone may call: login, health, the API docs, Open311 discovery, and the map page
+# with its script and styles (the page holds no data; its data calls carry the token).
 PUBLIC_ENDPOINTS = {
     "auth.login",
     "health.healthz",
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
     "docs_assets.static",
+    "web.map_page",
+    "web.static",
 }
 # Endpoints that check a token of their own kind (the refresh token).
 SELF_CHECKED_ENDPOINTS = {"auth.refresh"}
