@@ -11,9 +11,11 @@ from flask.cli import AppGroup
 
 from geo.demo_district import generate_district
 from geo.topology import BOUNDARY_CRS
+from gridgov.errors import DomainError
 from gridgov.extensions import db
 from gridgov.services import boundaries as boundary_service
 from gridgov.services import demo as demo_service
+from gridgov.services import open311 as open311_service
 from gridgov.services import workflow
 from gridgov.services.calendar import load_calendar
 
@@ -151,3 +153,29 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_cli)
     app.cli.add_command(incidents_cli)
     app.cli.add_command(boundaries_cli)
+    app.cli.add_command(open311_cli)
+
+
+open311_cli = AppGroup("open311", help="Open311 GeoReport v2 integration clients.")
+
+
+@open311_cli.command("add-client")
+@click.argument("name")
+@click.option(
+    "--jurisdiction",
+    default="",
+    help="The jurisdiction_id this client must send (when it sends one); default: any.",
+)
+def add_open311_client(name: str, jurisdiction: str) -> None:
+    """Create an Open311 client and its service user; print its api_key (shown only once)."""
+    try:
+        created = open311_service.create_client(db.session, name=name, jurisdiction_id=jurisdiction)
+    except DomainError as error:
+        raise click.ClickException(error.message) from error
+    db.session.commit()
+    click.echo(
+        f"open311: client {created.client.id} {created.client.name!r} created, reporting as"
+        f" user {created.service_user.username} (id {created.service_user.id})"
+    )
+    click.echo(f"api_key: {created.api_key}")
+    click.echo("Store it now: only its sha256 is kept, it cannot be shown again.")

@@ -10,8 +10,10 @@ from gridgov.api import (
     boundaries,
     categories,
     docs,
+    exports,
     health,
     incidents,
+    open311,
     patrols,
     people,
     photos,
@@ -32,6 +34,7 @@ def register_api(app: Flask) -> None:
     api.register_blueprint(boundaries.blp)
     api.register_blueprint(categories.blp)
     api.register_blueprint(incidents.blp)
+    api.register_blueprint(exports.blp)
     api.register_blueprint(patrols.blp)
     api.register_blueprint(photos.blp)
     api.register_blueprint(routing.blp)
@@ -39,5 +42,7 @@ def register_api(app: Flask) -> None:
     api.register_blueprint(stats.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
+    # Open311 GeoReport v2: its own documents and error form, not the /api/v1 envelope.
+    app.register_blueprint(open311.blp)
     # After Api(app): these replace flask-smorest's own HTTPException handler.
     register_error_handlers(app)

@@ -20,6 +20,13 @@ PUBLIC_ENDPOINTS = {
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
     "docs_assets.static",
+    # Open311 GeoReport v2: reads are public in the spec; POST requests checks its api_key.
+    "open311.discovery",
+    "open311.services",
+    "open311.service_definition",
+    "open311.create_request",
+    "open311.list_requests",
+    "open311.get_request",
     "web.map_page",
     "web.static",
 }

@@ -96,7 +96,8 @@ def _row_select() -> Select:
     )
 
 
-def _filtered(session: Session, query: Select, filters: IncidentFilters) -> Select:
+def apply_filters(session: Session, query: Select, filters: IncidentFilters) -> Select:
+    """Add the list filters to a query over Incident joined with Category."""
     if filters.statuses:
         query = query.where(Incident.status.in_(filters.statuses))
     if filters.categories:
@@ -131,7 +132,7 @@ def list_incidents(
     limit: int = 50,
 ) -> IncidentPage:
     """Incidents the user may see, newest first (by id, a stable order), keyset-paged."""
-    query = _filtered(session, _row_select(), filters).where(incident_scope(session, user=user))
+    query = apply_filters(session, _row_select(), filters).where(incident_scope(session, user=user))
     if before_id is not None:
         query = query.where(Incident.id < before_id)
     rows = session.execute(query.order_by(Incident.id.desc()).limit(limit + 1)).all()

@@ -1,0 +1,228 @@
+"""Open311 GeoReport v2 under /open311/v2/: discovery, services, requests (JSON and XML).
+
+What is published and how requests become cases is decided in gridgov/services/open311.py
+(module docstring): public reads show only requests made through Open311, and only their
+non-personal fields; posted requests are cases like any phone report.
+
+Every answer under /open311 is in the spec's own form, errors included: a list of
+{"code", "description"} (XML: <errors><error>…) with the HTTP status the spec asks for (400 bad
+or missing parameters, 403 api_key, 404 unknown service/request/URL), never the /api/v1 error
+envelope. Blueprint error handlers cover errors raised in these views; a before-request hook
+covers what fails before a view is chosen (unknown URL 404, wrong method 405).
+"""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app, request
+from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from gridgov.api.incidents import intake_settings, work_calendar
+from gridgov.errors import DomainError
+from gridgov.extensions import db
+from gridgov.schemas.open311 import ServiceRequestFormSchema, ServiceRequestsQuerySchema
+from gridgov.services import open311 as open311_service
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/open311/v2"
+FMT = "<any(json, xml):fmt>"
+CONTENT_TYPES = {
+    "json": "application/json; charset=utf-8",
+    "xml": "text/xml; charset=utf-8",
+}
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+DB_RETRY_AFTER_SECONDS = 5
+# Overridable with the app config keys OPEN311_CONTACT and OPEN311_KEY_SERVICE.
+DEFAULT_CONTACT = "区社会治理中心 (the district's social governance centre)"
+DEFAULT_KEY_SERVICE = (
+    "api_keys are issued by the operator of this service"
+    " (`flask open311 add-client NAME`); reading needs no key."
+)
+
+blp = Blueprint("open311", __name__, url_prefix=PREFIX)
+
+
+def _tz():
+    return work_calendar().tz
+
+
+def document_response(fmt: str, root: str, document: object, status: int = 200) -> Response:
+    """A spec document as JSON or as XML under `root` (the spec's root element)."""
+    if fmt == "xml":
+        body = open311_service.xml_document(root, document)
+    else:
+        body = json.dumps(document, ensure_ascii=False).encode()
+    return Response(body, status=status, content_type=CONTENT_TYPES[fmt])
+
+
+def error_response(status: int, *descriptions: str, headers: dict | None = None) -> Response:
+    """The spec's error list with the HTTP status, in the format the URL asked for."""
+    document = open311_service.errors_document((status, d) for d in descriptions)
+    response = document_response(_error_format(), "errors", document, status)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _error_format() -> str:
+    fmt = (request.view_args or {}).get("fmt")
+    if fmt in CONTENT_TYPES:
+        return fmt
+    path = request.path.lower()
+    if path.endswith(".json"):
+        return "json"
+    if path.endswith(".xml"):
+        return "xml"
+    best = request.accept_mimetypes.best_match(["text/xml", "application/json"])
+    return "json" if best == "application/json" else "xml"  # XML is the spec's required format
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@blp.get(f"/discovery.{FMT}")
+def discovery(fmt):
+    """Service Discovery: where the GeoReport v2 endpoint is and what it speaks."""
+    config = current_app.config
+    document = open311_service.discovery_document(
+        url=request.host_url.rstrip("/") + PREFIX,
+        changeset=open311_service.services_changeset(db.session),
+        contact=config.get("OPEN311_CONTACT", DEFAULT_CONTACT),
+        key_service=config.get("OPEN311_KEY_SERVICE", DEFAULT_KEY_SERVICE),
+        kind="production" if config.get("ENV_NAME") == "production" else "test",
+    )
+    return document_response(fmt, "discovery", document)
+
+
+@blp.get(f"/services.{FMT}")
+def services(fmt):
+    """GET Service List: the active categories."""
+    documents = [s.document() for s in open311_service.list_services(db.session)]
+    return document_response(fmt, "services", documents)
+
+
+@blp.get(f"/services/<service_code>.{FMT}")
+def service_definition(service_code, fmt):
+    """GET Service Definition: a service's attributes."""
+    service = open311_service.get_service(db.session, code=service_code)
+    return document_response(fmt, "service_definition", service.definition())
+
+
+@blp.post(f"/requests.{FMT}")
+def create_request(fmt):
+    """POST Service Request (form-encoded, api_key): a new case, or the same one on a re-post."""
+    if request.mimetype not in FORM_TYPES:
+        return error_response(
+            400, "Send the request as application/x-www-form-urlencoded (GeoReport v2)."
+        )
+    form = request.form
+    api_key = form.get("api_key") or request.args.get("api_key")
+    client, reporter = open311_service.authenticate_client(db.session, api_key=api_key)
+    try:
+        submission = ServiceRequestFormSchema().load(form.to_dict(flat=False))
+    except ValidationError as error:
+        return error_response(400, *_descriptions(error.messages))
+    result = open311_service.submit_request(
+        db.session,
+        client=client,
+        reporter=reporter,
+        submission=submission,
+        settings=intake_settings(),
+        now=datetime.now(UTC),
+    )
+    db.session.commit()
+    view = open311_service.get_request(db.session, request_id=result.incident.id)
+    document = [open311_service.post_response(view, account_id=submission.account_id)]
+    return document_response(fmt, "service_requests", document, 201 if result.created else 200)
+
+
+@blp.get(f"/requests.{FMT}")
+def list_requests(fmt):
+    """GET Service Requests: public requests by the spec's filters (90 days, 1000 at most)."""
+    try:
+        query = ServiceRequestsQuerySchema().load(request.args.to_dict())
+    except ValidationError as error:
+        return error_response(400, *_descriptions(error.messages))
+    tz = _tz()
+    views = open311_service.list_requests(db.session, query=query, now=datetime.now(UTC), tz=tz)
+    return document_response(fmt, "service_requests", [v.document(tz) for v in views])
+
+
+@blp.get(f"/requests/<request_id>.{FMT}")
+def get_request(request_id, fmt):
+    """GET Service Request: one public request."""
+    if not request_id.isascii() or not request_id.isdigit() or len(request_id) > 18:
+        return error_response(404, f"service_request_id {request_id!r} was not found.")
+    view = open311_service.get_request(db.session, request_id=int(request_id))
+    return document_response(fmt, "service_requests", [view.document(_tz())])
+
+
+def _descriptions(messages: object, field: str | None = None) -> list[str]:
+    """marshmallow's nested messages as "field: message" lines."""
+    if isinstance(messages, dict):
+        return [
+            line
+            for key, value in messages.items()
+            for line in _descriptions(value, field if key == "_schema" else field or str(key))
+        ]
+    if isinstance(messages, list):
+        return [line for value in messages for line in _descriptions(value, field)]
+    text = str(messages)
+    return [text if not field or text.startswith(field) else f"{field}: {text}"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@blp.errorhandler(DomainError)
+def _domain_error(error: DomainError):
+    status = error.http_status
+    if status in (401, 403):
+        status = 403  # spec: 403 for a missing or invalid api_key
+    elif status not in (404, 413):
+        status = 400  # spec: 400 for anything else the request got wrong (422, 409, …)
+    return error_response(status, error.message)
+
+
+@blp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    status = error.code or 500
+    if status == 422:
+        status = 400
+    headers = {}
+    if status == 405 and getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return error_response(status, error.description or "Error.", headers=headers)
+
+
+@blp.errorhandler(DBAPIError)
+def _database_error(error: DBAPIError):
+    if not (isinstance(error, OperationalError) or error.connection_invalidated):
+        return _unexpected(error)
+    log.warning("open311: database unavailable: %s", type(error.orig or error).__name__)
+    return error_response(
+        503,
+        "The service is temporarily unavailable; retry shortly.",
+        headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
+    )
+
+
+@blp.errorhandler(Exception)
+def _unexpected(error: Exception):
+    log.exception("open311: unhandled error")
+    return error_response(500, "An unexpected error occurred; the request was not completed.")
+
+
+@blp.before_app_request
+def _routing_errors():
+    """Unknown URLs and wrong methods under /open311 answer in the spec's form too."""
+    error = request.routing_exception
+    if error is None or not (request.path == "/open311" or request.path.startswith("/open311/")):
+        return None
+    if isinstance(error, HTTPException) and (error.code or 500) >= 400:
+        return _http_error(error)
+    return None  # a redirect (RequestRedirect, 308) is Flask's to answer
