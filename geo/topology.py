@@ -9,8 +9,10 @@ Semantics, decided once:
   below 1e-4 within 50 km), never in degrees.
 - Before comparing siblings, coordinates are snapped to a grid of `snap_m` metres: shared edges
   that differ by float noise must not be flagged (raw comparisons report thousands of slivers).
-- Overlap: the intersection of two siblings, after snapping, larger than `overlap_m2`.
-- Gap: a part of the parent covered by no child, after snapping, larger than `gap_m2`; only for
+- Overlap: the intersection of two siblings, after snapping, larger than `overlap_m2` and wider
+  than twice `snap_m` (a sliver that vanishes when eroded by `snap_m` is noise: snapping a
+  T-junction on a 200 m edge alone can leave a 3 m² sliver a few centimetres wide).
+- Gap: a part of the parent covered by no child, with the same area and width tests; only for
   parents that have children at all (a leaf has nothing to tile it).
 - Outside the parent: a child farther than `parent_m` metres outside its parent.
 """
@@ -270,7 +272,7 @@ def _overlaps(frame, codes, metric, checked, tolerances):
         if i >= j or (codes[i] not in checked and codes[j] not in checked):
             continue
         shared = shapely.intersection(metric[i], metric[j])
-        if shared.area > tolerances.overlap_m2:
+        if _significant(shared, tolerances.overlap_m2, tolerances.snap_m):
             spot = frame.to_lonlat(shared.representative_point())
             detail = f"{codes[i]} and {codes[j]} overlap by {shared.area:.1f} m²."
             problems.append(
@@ -279,11 +281,16 @@ def _overlaps(frame, codes, metric, checked, tolerances):
     return problems
 
 
+def _significant(piece: BaseGeometry, min_area_m2: float, snap_m: float) -> bool:
+    """Larger than the area tolerance and not a sliver (it survives erosion by snap_m)."""
+    return piece.area > min_area_m2 and not piece.buffer(-snap_m).is_empty
+
+
 def _gaps(frame, parent_code, parent, metric, tolerances):
     uncovered = shapely.difference(parent, shapely.union_all(metric, grid_size=tolerances.snap_m))
     problems = []
     for piece in shapely.get_parts(uncovered):
-        if piece.area > tolerances.gap_m2:
+        if _significant(piece, tolerances.gap_m2, tolerances.snap_m):
             spot = frame.to_lonlat(piece.representative_point())
             detail = f"{piece.area:.1f} m² of {parent_code} are covered by none of its children."
             problems.append(

@@ -140,6 +140,48 @@ class Incident(CreatedAtMixin, Base):
         Index("ix_incident_grid_status", "grid_id", "status"),
         Index("ix_incident_reporter", "reporter_id", "id"),
         Index("ix_incident_handler", "handler_id", "status"),
+        # Open cases are about a tenth of the table and what maps, redraws and jobs read:
+        # partial indexes keep those reads off the closed history.
+        Index(
+            "ix_incident_open_location",
+            "location",
+            postgresql_using="gist",
+            postgresql_where=text(f"status NOT IN ({_in(TERMINAL_STATUSES)})"),
+        ),
+        # Tile aggregation counts open cases per grid and per town from the index alone.
+        Index(
+            "ix_incident_open_grid",
+            "grid_id",
+            postgresql_include=[
+                "status",
+                "deadline",
+                "category_id",
+                "community_id",
+                "town_id",
+                "district_id",
+            ],
+            postgresql_where=text(f"status NOT IN ({_in(TERMINAL_STATUSES)})"),
+        ),
+        Index(
+            "ix_incident_open_town",
+            "town_id",
+            postgresql_include=["status", "deadline", "category_id", "district_id"],
+            postgresql_where=text(f"status NOT IN ({_in(TERMINAL_STATUSES)})"),
+        ),
+        Index(
+            "ix_incident_open_microgrid",
+            "microgrid_id",
+            postgresql_where=text(f"status NOT IN ({_in(TERMINAL_STATUSES)})"),
+        ),
+        Index(
+            "ix_incident_open_not_covered",
+            "id",
+            postgresql_where=text(
+                f"routing_method <> 'covered' AND status NOT IN ({_in(TERMINAL_STATUSES)})"
+            ),
+        ),
+        # Monthly indicators select the reports of a period.
+        Index("ix_incident_created_at", "created_at"),
         # The escalation job and the overdue filter scan open cases by deadline.
         Index(
             "ix_incident_open_deadline",

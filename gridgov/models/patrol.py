@@ -36,6 +36,8 @@ class Patrol(CreatedAtMixin, Base):
     __table_args__ = (
         UniqueConstraint("worker_id", "client_id", name="uq_patrol_worker_client"),
         Index("ix_patrol_worker_started", "worker_id", "started_at", "id"),
+        # Patrol coverage of a month selects patrols by start time.
+        Index("ix_patrol_started_at", "started_at"),
     )
 
 

@@ -73,7 +73,7 @@ class Impact:
     incident_ids: list[int] | None = None
     assignments_ended: list[dict] = field(default_factory=list)
     areas: dict[str, int] = field(
-        default_factory=lambda: {"created": 0, "updated": 0, "retired": 0}
+        default_factory=lambda: {"created": 0, "updated": 0, "retired": 0, "unchanged": 0}
     )
 
 
@@ -133,6 +133,7 @@ def submit_changeset(
     problems: list[Problem] = []
     changes = _parse_features(features, options, problems, report)
     existing = _load_existing(session, changes)
+    unchanged = _drop_unchanged(changes, existing)
     _check_tree(changes, existing, problems)
     _check_retirements(session, changes, existing, problems)
     if not any(p.severity == "error" for p in problems):
@@ -144,6 +145,7 @@ def submit_changeset(
     if not options.dry_run:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MAP_LOCK_KEY})
     changeset, impact = _apply(session, actor, changes, existing, options, report)
+    impact.areas["unchanged"] = unchanged
     if options.dry_run:
         savepoint.rollback()
         return ChangeSetResult(True, problems, impact, False, None)
@@ -251,6 +253,24 @@ def _load_existing(session: Session, changes: dict[str, ChangeFeature]) -> dict[
     return {area.code: area for area in areas}
 
 
+def _drop_unchanged(changes: dict[str, ChangeFeature], existing: dict[str, Area]) -> int:
+    """Forget upserts that change nothing (same shape and name): re-importing a survey must
+    not write thousands of identical revisions nor re-route anything. Returns how many."""
+    same = [
+        code
+        for code, change in changes.items()
+        if change.action == "upsert"
+        and change.geometry is not None
+        and code in existing
+        and existing[code].retired_at is None
+        and change.name in (None, existing[code].name)
+        and from_db(existing[code].boundary).equals_exact(change.geometry, tolerance=0)
+    ]
+    for code in same:
+        del changes[code]
+    return len(same)
+
+
 def _check_tree(changes, existing, problems) -> None:
     retiring = {code for code, c in changes.items() if c.action == "retire"}
     for code, change in changes.items():
@@ -329,11 +349,14 @@ def _check_families(session, changes, existing, tolerances, report) -> list[Prob
         if parent_geometries
         else None
     )
+    changed_by_parent: dict[str, set[str]] = defaultdict(set)
+    for code, change in changes.items():
+        changed_by_parent[change.parent].add(code)
     problems: list[Problem] = []
     for done, parent in enumerate(sorted(parent_geometries), 1):
+        changed = changed_by_parent[parent]
         children = {c: g for c, g in current_children[parent].items() if c not in retired}
-        children.update({c: ch.geometry for c, ch in upserts.items() if ch.parent == parent})
-        changed = {c for c in changes if changes[c].parent == parent}
+        children.update({c: upserts[c].geometry for c in changed if c in upserts})
         problems += family_problems(
             parent,
             parent_geometries[parent],
@@ -389,57 +412,87 @@ def _apply(session, actor, changes, existing, options, report) -> tuple[Boundary
 
 
 def _write_areas(session, changes, existing, changeset, effective, impact) -> set[int]:
-    """Insert, update and retire areas with their revisions; return touched micro-grid ids."""
+    """Insert, update and retire areas with their revisions, in bulk; return the ids of the
+    micro-grids touched (for re-routing)."""
+    table = Area.__table__
     ids = {code: area.id for code, area in existing.items()}
-    touched: set[int] = set()
-    ordered = sorted(changes.values(), key=lambda c: (len(c.code), c.code))  # parents first
-    for change in ordered:
-        area = existing.get(change.code)
-        if change.action == "retire":
-            area.retired_at = effective
-            _close_revision(session, area.id, effective)
-            impact.areas["retired"] += 1
-        elif area is None:
-            area = Area(
-                code=change.code,
-                name=change.name,
-                level=level_of_code(change.code),
-                parent_id=ids.get(change.parent),
-                boundary=to_db(change.geometry),
-            )
-            session.add(area)
-            session.flush()
-            ids[change.code] = area.id
-            impact.areas["created"] += 1
-        else:
-            area.boundary = to_db(change.geometry)
-            area.name = change.name or area.name
-            _close_revision(session, area.id, effective)
-            impact.areas["updated"] += 1
-        if change.action == "upsert":
-            session.add(
-                AreaRevision(
-                    area_id=area.id,
-                    name=area.name,
-                    parent_id=area.parent_id,
-                    boundary=to_db(change.geometry),
-                    valid_from=effective,
-                    changeset_id=changeset.id,
-                    actor_id=changeset.actor_id,
-                )
-            )
-        if level_of_code(change.code) == "microgrid":
-            touched.add(area.id)
-    session.flush()
-    return touched
+    retiring = [c for c in changes.values() if c.action == "retire"]
+    updating = [c for c in changes.values() if c.action == "upsert" and c.code in existing]
+    creating = [c for c in changes.values() if c.action == "upsert" and c.code not in existing]
+    superseded = [ids[c.code] for c in (*retiring, *updating)]
+    if superseded:
+        session.execute(
+            update(AreaRevision)
+            .where(AreaRevision.area_id.in_(superseded), AreaRevision.valid_to.is_(None))
+            .values(valid_to=effective)
+        )
+    if retiring:
+        session.execute(
+            update(table)
+            .where(table.c.id.in_([ids[c.code] for c in retiring]))
+            .values(retired_at=effective)
+        )
+    if updating:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                boundary=bindparam("b_boundary", type_=table.c.boundary.type),
+                name=func.coalesce(bindparam("b_name", type_=table.c.name.type), table.c.name),
+            ),
+            [
+                {"b_id": ids[c.code], "b_boundary": to_db(c.geometry), "b_name": c.name}
+                for c in updating
+            ],
+        )
+    _insert_new_areas(session, creating, ids)
+    upserts = [*updating, *creating]
+    if upserts:
+        names = dict(
+            session.execute(
+                select(Area.id, Area.name).where(Area.id.in_([ids[c.code] for c in upserts]))
+            ).all()
+        )
+        parents = {c.code: ids.get(c.parent) for c in upserts}
+        session.execute(
+            insert(AreaRevision),
+            [
+                {
+                    "area_id": ids[c.code],
+                    "name": names[ids[c.code]],
+                    "parent_id": parents[c.code],
+                    "boundary": to_db(c.geometry),
+                    "valid_from": effective,
+                    "changeset_id": changeset.id,
+                    "actor_id": changeset.actor_id,
+                }
+                for c in upserts
+            ],
+        )
+    for area in existing.values():
+        session.expire(area)  # written through Core above
+    impact.areas.update(created=len(creating), updated=len(updating), retired=len(retiring))
+    return {ids[c.code] for c in changes.values() if level_of_code(c.code) == "microgrid"}
 
 
-def _close_revision(session, area_id: int, effective: datetime) -> None:
-    session.execute(
-        update(AreaRevision)
-        .where(AreaRevision.area_id == area_id, AreaRevision.valid_to.is_(None))
-        .values(valid_to=effective)
-    )
+def _insert_new_areas(session, creating, ids: dict[str, int]) -> None:
+    """New areas, level by level so every parent has its id before its children."""
+    by_level: dict[int, list[ChangeFeature]] = defaultdict(list)
+    for change in creating:
+        by_level[len(change.code)].append(change)
+    for length in sorted(by_level):
+        rows = [
+            {
+                "code": c.code,
+                "name": c.name,
+                "level": level_of_code(c.code),
+                "parent_id": ids.get(c.parent),
+                "boundary": to_db(c.geometry),
+            }
+            for c in by_level[length]
+        ]
+        inserted = session.execute(insert(Area).returning(Area.id, Area.code), rows).all()
+        ids.update({code: area_id for area_id, code in inserted})
 
 
 def _end_assignments(session, changes, existing, effective, impact) -> None:
@@ -462,18 +515,24 @@ def _end_assignments(session, changes, existing, effective, impact) -> None:
 
 
 # Open incidents whose routing may change: in a touched micro-grid, not covered before, or
-# now covered by a touched micro-grid. For each, the covering micro-grid on the new map (the
-# lowest code, as in routing) and how many covered it.
+# now covered by a touched micro-grid; three index-friendly branches (partial indexes on open
+# incidents, migration 0005) rather than one OR that would scan every incident. For each, the
+# covering micro-grid on the new map (the lowest code, as in routing) and how many covered it.
 _REROUTE_SQL = text(
     """
 WITH candidate AS (
     SELECT i.id, i.location, i.microgrid_id, i.routing_method
     FROM incident i
-    WHERE i.status NOT IN ('rejected', 'duplicate', 'closed')
-      AND (i.microgrid_id = ANY(:touched)
-           OR i.routing_method <> 'covered'
-           OR EXISTS (SELECT 1 FROM area a WHERE a.id = ANY(:touched) AND a.retired_at IS NULL
-                      AND ST_Covers(a.boundary, i.location)))
+    WHERE i.microgrid_id = ANY(:touched) AND i.status NOT IN ('rejected', 'duplicate', 'closed')
+    UNION
+    SELECT i.id, i.location, i.microgrid_id, i.routing_method
+    FROM incident i
+    WHERE i.routing_method <> 'covered' AND i.status NOT IN ('rejected', 'duplicate', 'closed')
+    UNION
+    SELECT i.id, i.location, i.microgrid_id, i.routing_method
+    FROM area a JOIN incident i ON ST_Covers(a.boundary, i.location)
+    WHERE a.id = ANY(:touched) AND a.retired_at IS NULL
+      AND i.status NOT IN ('rejected', 'duplicate', 'closed')
 )
 SELECT c.id, c.microgrid_id, c.routing_method, ST_X(c.location), ST_Y(c.location),
        hit.id AS new_microgrid_id, hit.candidates

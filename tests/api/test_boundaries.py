@@ -113,7 +113,7 @@ def test_split_a_grid_moves_a_microgrid_to_a_new_grid(post_changes, db_session, 
     )
     preview = post_changes(body).get_json()
     assert preview["valid"], preview["problems"]
-    assert preview["impact"]["areas"] == {"created": 2, "updated": 1, "retired": 1}
+    assert preview["impact"]["areas"] == {"created": 2, "updated": 1, "retired": 1, "unchanged": 0}
     result = post_changes(body, dry_run=False).get_json()
     assert result["impact"]["moves"] == [{"from": M3, "to": NEW_MICROGRID, "count": 1}]
     assert _routed_code(db_session, case.id) == NEW_MICROGRID
@@ -417,3 +417,18 @@ def _undo(conn, changeset_id, incident_id):
         {"ids": touched},
     )
     conn.execute(text("DELETE FROM boundary_changeset WHERE id = :c"), {"c": changeset_id})
+
+
+def test_reimporting_the_same_shapes_changes_nothing(post_changes, db_session):
+    body = collection(feature(M1, shape_of(db_session, M1)), feature(M2, shape_of(db_session, M2)))
+    result = post_changes(body, dry_run=False).get_json()
+    assert result["valid"] and result["applied"]
+    assert result["impact"]["areas"] == {"created": 0, "updated": 0, "retired": 0, "unchanged": 2}
+    revisions = db_session.execute(
+        text(
+            "SELECT count(*) FROM area_revision r JOIN area a ON a.id = r.area_id"
+            " WHERE a.code IN (:a, :b)"
+        ),
+        {"a": M1, "b": M2},
+    ).scalar()
+    assert revisions == 2  # only the demo's first revisions
