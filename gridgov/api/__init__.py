@@ -19,6 +19,7 @@ from gridgov.api import (
     photos,
     routing,
     stats,
+    tiles,
 )
 from gridgov.api.errors import register_error_handlers
 from gridgov.api.security import register_security
@@ -40,6 +41,7 @@ def register_api(app: Flask) -> None:
     api.register_blueprint(routing.blp)
     api.register_blueprint(people.blp)
     api.register_blueprint(stats.blp)
+    api.register_blueprint(tiles.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
     # Open311 GeoReport v2: its own documents and error form, not the /api/v1 envelope.

@@ -21,7 +21,6 @@ from gridgov import create_app
 from gridgov.extensions import db
 from gridgov.services.demo import DEMO_PASSWORD
 from gridgov.web import tiles_available
-from tests.web import tiles_stub
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As root Chromium needs --no-sandbox; the rest keep it off this machine's closed network.
@@ -40,7 +39,6 @@ CHROMIUM_ARGS = [
 class LiveServer:
     url: str
     app: object
-    stub_tiles: bool  # the tiles are the test stand-in, not the real endpoint
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +47,12 @@ def live_server(app) -> Iterator[LiveServer]:
     live = create_app(
         {"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]}
     )
-    stub = not tiles_available(live)
-    if stub:
-        live.register_blueprint(tiles_stub.blp)
+    assert tiles_available(live), "the map page's tiles mode needs the /tiles endpoint"
     server = make_server("127.0.0.1", 0, live, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=live, stub_tiles=stub)
+        yield LiveServer(url=f"http://127.0.0.1:{server.server_port}", app=live)
     finally:
         server.shutdown()
         thread.join(timeout=10)
