@@ -26,7 +26,8 @@ class Config:
     INSTANCE_DIR = Path(os.environ.get("GRIDGOV_INSTANCE_DIR", PROJECT_ROOT / "instance"))
     EMBEDDED_DB_NAME = os.environ.get("GRIDGOV_EMBEDDED_DB", "gridgov")
     MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-    MAX_CONTENT_LENGTH = _env_int("GRIDGOV_MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
+    # The ceiling over the per-endpoint limits (JSON 1 MiB, photos, change sets 64 MiB).
+    MAX_CONTENT_LENGTH = _env_int("GRIDGOV_MAX_CONTENT_LENGTH", 64 * 1024 * 1024)
 
     # Photos: the largest upload accepted, and where files are stored (by content hash).
     PHOTO_MAX_BYTES = _env_int("GRIDGOV_PHOTO_MAX_BYTES", 8 * 1024 * 1024)
@@ -40,7 +41,8 @@ class Config:
     # worker counts on its own (the effective limit is workers × the limit); set
     # GRIDGOV_RATELIMIT_STORAGE_URI=redis://host:6379 to share the counts between processes.
     RATELIMIT_STORAGE_URI = os.environ.get("GRIDGOV_RATELIMIT_STORAGE_URI", "memory://")
-    RATELIMIT_HEADERS_ENABLED = True
+    # Off: Retry-After is added to 429 answers only (gridgov/api/errors.py).
+    RATELIMIT_HEADERS_ENABLED = False
     LOGIN_RATE_LIMIT_PER_IP = os.environ.get("GRIDGOV_LOGIN_RATE_LIMIT_PER_IP", "20/minute")
     LOGIN_RATE_LIMIT_PER_USERNAME = os.environ.get(
         "GRIDGOV_LOGIN_RATE_LIMIT_PER_USERNAME", "10/minute"

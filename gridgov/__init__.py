@@ -1,6 +1,7 @@
 """gridgov: the backend of grid-based community governance (网格化管理)."""
 
 import logging
+import os
 from typing import Any
 
 from flask import Flask
@@ -20,19 +21,31 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     register_logging(app)
+    register_request_context(app)
     register_database(app)
     register_api_and_cli(app)
+    register_http_policy(app)
     return app
 
 
 def register_logging(app: Flask) -> None:
-    """Log lines with time, level and logger name (gunicorn captures stderr)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    """One line per record on stderr: JSON (GRIDGOV_LOG_FORMAT=json, production) or text."""
+    from gridgov.logging_setup import configure_logging, default_log_format
+
+    app.config.setdefault("LOG_FORMAT", default_log_format(app.config["ENV_NAME"]))
+    app.config.setdefault("LOG_LEVEL", os.environ.get("GRIDGOV_LOG_LEVEL", "INFO").upper())
+    configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
     # Alembic announces each of its plugins at INFO when imported; that is noise here.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def register_request_context(app: Flask) -> None:
+    """Request id (X-Request-ID), access log line and body size limit, before other hooks."""
+    from gridgov.api.http_policy import register_body_limits
+    from gridgov.logging_setup import register_request_logging
+
+    register_request_logging(app)
+    register_body_limits(app)
 
 
 def register_database(app: Flask) -> None:
@@ -60,3 +73,11 @@ def register_api_and_cli(app: Flask) -> None:
     register_api(app)
     register_web(app)
     register_cli(app)
+
+
+def register_http_policy(app: Flask) -> None:
+    """Body size limits, security headers, CORS and the docs page (after the blueprints)."""
+    from gridgov.api import docs_page, http_policy
+
+    http_policy.register_http_policy(app)
+    docs_page.register_docs_page(app)

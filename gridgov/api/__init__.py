@@ -1,5 +1,6 @@
 """The HTTP edge: blueprints, the OpenAPI document and the error envelope."""
 
+from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api
 
@@ -9,8 +10,10 @@ from gridgov.api import (
     auth,
     boundaries,
     categories,
+    converters,
     docs,
     exports,
+    guards,
     health,
     incidents,
     open311,
@@ -23,12 +26,41 @@ from gridgov.api import (
 )
 from gridgov.api.errors import register_error_handlers
 from gridgov.api.security import register_security
+from gridgov.schemas.errors import ErrorSchema
+
+
+class ErrorResponsesPlugin(BasePlugin):
+    """Gives every documented 4xx/5xx response without a body schema the envelope's `Error`.
+
+    `@blp.alt_response(404, description=…)` documents a status and its stable codes; the body
+    is always the envelope, so the document says so instead of leaving it undescribed.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            for status, response in operation.get("responses", {}).items():
+                if (
+                    isinstance(response, dict)
+                    and "content" not in response
+                    and "$ref" not in response
+                    and str(status)[0] in "45"
+                ):
+                    response["content"] = {"application/json": {"schema": "Error"}}
+
+
+class GridgovApi(Api):
+    """flask-smorest's Api documenting our error envelope (gridgov.schemas.errors)."""
+
+    ERROR_SCHEMA = ErrorSchema
 
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints, docs assets and error handlers on `app`."""
-    api = Api(app)
+    # Before any blueprint: rules bind their converters when they are added.
+    app.url_map.converters.update(converters.CONVERTERS)
+    api = GridgovApi(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
     register_security(app)
+    guards.register_input_guards(app)
     api.register_blueprint(auth.blp)
     api.register_blueprint(areas.blp)
     api.register_blueprint(audit.blp)

@@ -16,6 +16,7 @@ from gridgov.schemas.areas import (
     FormatQuerySchema,
 )
 from gridgov.schemas.boundaries import HistoryQuerySchema, HistorySchema
+from gridgov.schemas.geojson import GeoJSONFeatureCollectionSchema, GeoJSONFeatureSchema
 from gridgov.services import areas as area_service
 
 blp = Blueprint("areas", __name__, url_prefix="/api/v1/areas", description="The area tree.")
@@ -28,6 +29,13 @@ def _properties(area: area_service.AreaView) -> dict:
 @blp.route("")
 @blp.arguments(AreaListQuerySchema, location="query")
 @blp.response(200, AreaPageSchema)
+@blp.alt_response(
+    200,
+    schema=GeoJSONFeatureCollectionSchema,
+    content_type="application/geo+json",
+    description="The page (JSON), or with `format=geojson` a FeatureCollection.",
+    success=True,
+)
 def list_areas(args):
     """List current areas by level, parent and bbox; `format=geojson` for a FeatureCollection."""
     limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
@@ -52,6 +60,13 @@ def list_areas(args):
 @blp.route("/<string:code>")
 @blp.arguments(FormatQuerySchema, location="query")
 @blp.response(200, AreaDetailSchema)
+@blp.alt_response(
+    200,
+    schema=GeoJSONFeatureSchema,
+    content_type="application/geo+json",
+    description="The area (JSON), or with `format=geojson` a Feature.",
+    success=True,
+)
 @blp.alt_response(404, description="No such area (`area_not_found`).")
 def get_area(args, code):
     """One area with its boundary; `format=geojson` for a GeoJSON Feature."""

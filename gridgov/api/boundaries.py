@@ -10,6 +10,7 @@ from gridgov.schemas.boundaries import (
     ChangeSetQuerySchema,
     ChangeSetResultSchema,
 )
+from gridgov.schemas.errors import ErrorSchema
 from gridgov.services import boundaries as boundary_service
 
 blp = Blueprint(
@@ -21,7 +22,12 @@ blp = Blueprint(
 @blp.arguments(ChangeSetQuerySchema, location="query")
 @blp.arguments(ChangeSetBodySchema)
 @blp.response(200, ChangeSetResultSchema)
-@blp.alt_response(422, description="Invalid change set (not a dry run): nothing was applied.")
+@blp.alt_response(
+    422,
+    # The result (valid: false) for a change set that parsed; the envelope for one that did not.
+    schema={"oneOf": [ChangeSetResultSchema, ErrorSchema]},
+    description="Invalid change set (not a dry run): nothing was applied.",
+)
 def post_changes(query, body):
     """Validate a GeoJSON change set, preview its impact, and apply it unless `dry_run`."""
     actor = require_role("admin")

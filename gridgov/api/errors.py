@@ -6,15 +6,18 @@
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, g, has_request_context, jsonify
+from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gridgov.errors import DomainError
+from gridgov.extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ def error_response(
 ):
     """Build the envelope response for an HTTP status."""
     phrase = HTTPStatus(status).phrase
+    if status >= 500 and has_request_context() and g.get("request_id"):
+        # The id a caller quotes when reporting the failure; the logs carry the same id.
+        details = {**(details or {}), "request_id": g.request_id}
     body = {
         "code": status,
         "status": phrase,
@@ -81,6 +87,8 @@ def handle_http_exception(exc: HTTPException):
     headers = dict(data.get("headers") or {})
     if status == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
+    if isinstance(exc, RateLimitExceeded):
+        headers["Retry-After"] = str(_seconds_until_reset())
     return error_response(
         status,
         error=error,
@@ -89,6 +97,13 @@ def handle_http_exception(exc: HTTPException):
         details=data.get("details"),
         headers=headers,
     )
+
+
+def _seconds_until_reset() -> int:
+    # flask-limiter's own headers are off: it would put its window's Retry-After on every
+    # answer of a limited route, a 503 included. Only a 429 carries it, computed here.
+    limit = limiter.current_limit
+    return max(1, int(limit.reset_at - time.time())) if limit else 60
 
 
 def _message_codes(messages: object) -> Iterator[str]:

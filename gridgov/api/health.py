@@ -1,11 +1,37 @@
-"""Liveness of the service and its database."""
+"""Liveness (/healthz) and readiness (/readyz) of the service and its database.
 
-from flask import Blueprint, jsonify
+/healthz: the process is up and the database answers (503 `database_unavailable` otherwise).
+/readyz: additionally, the database's Alembic revision is the head of migrations/, so a
+worker is only sent traffic once the schema it was built for is in place (503 `not_ready`
+with the current and head revisions while a migration is pending or the code is older).
+Revisions are strings; several heads (branches) are joined with "," in sorted order.
+"""
+
+import logging
+from functools import lru_cache
+
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Blueprint, current_app, has_request_context, jsonify
 from sqlalchemy import text
 
+from gridgov.api.errors import error_response
 from gridgov.extensions import db
 
 blp = Blueprint("health", __name__)
+
+
+class _QuietInRequests(logging.Filter):
+    """Drop alembic's INFO chatter ("Context impl …") when /readyz builds a MigrationContext.
+
+    Outside a request (`flask db upgrade`) alembic's lines pass as before.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not has_request_context()
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_QuietInRequests())
 
 
 @blp.get("/healthz")
@@ -13,3 +39,29 @@ def healthz():
     """200 when the database answers, 503 otherwise (the error envelope)."""
     db.session.execute(text("SELECT 1"))
     return jsonify(status="ok", database="ok")
+
+
+@blp.get("/readyz")
+def readyz():
+    """200 when the database answers and is migrated to the head revision, else 503."""
+    context = MigrationContext.configure(connection=db.session.connection())
+    current = _joined(context.get_current_heads())
+    head = _joined(migration_heads(str(current_app.config["MIGRATIONS_DIR"])))
+    if current != head:
+        return error_response(
+            503,
+            error="not_ready",
+            message="The database is not at the migration head; run `flask db upgrade`.",
+            details={"database": "ok", "current": current, "head": head},
+        )
+    return jsonify(status="ready", database="ok", revision=current)
+
+
+@lru_cache(maxsize=4)
+def migration_heads(migrations_dir: str) -> tuple[str, ...]:
+    """The head revision(s) of the Alembic scripts in `migrations_dir` (read once)."""
+    return tuple(ScriptDirectory(migrations_dir).get_heads())
+
+
+def _joined(revisions) -> str | None:
+    return ",".join(sorted(revisions)) or None

@@ -14,6 +14,7 @@ from gridgov.api.routing import routing_body
 from gridgov.api.security import current_user
 from gridgov.errors import DomainError, ValidationFailed
 from gridgov.extensions import db
+from gridgov.schemas.geojson import GeoJSONFeatureCollectionSchema
 from gridgov.schemas.incidents import (
     ActionSchema,
     BatchResultSchema,
@@ -168,7 +169,7 @@ def _batch_item(item: object, reporter, settings) -> dict:
     }
 
 
-@blp.route("/incidents/<int:incident_id>")
+@blp.route("/incidents/<id64:incident_id>")
 @blp.response(200, IncidentSchema)
 @blp.alt_response(404, description="`incident_not_found` (also for incidents outside your scope).")
 def get_incident(incident_id):
@@ -186,6 +187,13 @@ def summary_body(row: incident_queries.IncidentRow) -> dict:
 @blp.route("/incidents")
 @blp.arguments(IncidentListQuerySchema, location="query")
 @blp.response(200, IncidentPageSchema)
+@blp.alt_response(
+    200,
+    schema=GeoJSONFeatureCollectionSchema,
+    content_type="application/geo+json",
+    description="The page (JSON), or with `format=geojson` a FeatureCollection of points.",
+    success=True,
+)
 def list_incidents(args):
     """Incidents in the caller's scope, newest first; filters combine; `format=geojson`."""
     limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
@@ -215,7 +223,7 @@ def _point_json(item: dict) -> str:
     return f'{{"type":"Point","coordinates":[{item["lon"]},{item["lat"]}]}}'
 
 
-@blp.route("/incidents/<int:incident_id>/actions", methods=["POST"])
+@blp.route("/incidents/<id64:incident_id>/actions", methods=["POST"])
 @blp.arguments(ActionSchema)
 @blp.response(200, IncidentSchema)
 @blp.alt_response(409, description="`invalid_transition`: not allowed from the current status.")
@@ -252,7 +260,7 @@ def _expected_version(incident_id: int, action_request) -> int | None:
     return int(match.group(2))
 
 
-@blp.route("/incidents/<int:incident_id>/timeline")
+@blp.route("/incidents/<id64:incident_id>/timeline")
 @blp.response(200, TimelineSchema)
 def get_timeline(incident_id):
     """Every event of the case, oldest first (append-only)."""

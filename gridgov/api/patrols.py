@@ -42,7 +42,7 @@ def start_patrol(args):
     return result.patrol, 201 if result.created else 200
 
 
-@blp.route("/<int:patrol_id>/track", methods=["POST"])
+@blp.route("/<id64:patrol_id>/track", methods=["POST"])
 @blp.arguments(TrackUploadSchema)
 @blp.response(200, TrackResultSchema)
 @blp.alt_response(404, description=NOT_FOUND_DOC)
@@ -57,7 +57,7 @@ def upload_track(args, patrol_id):
     return result
 
 
-@blp.route("/<int:patrol_id>/finish", methods=["POST"])
+@blp.route("/<id64:patrol_id>/finish", methods=["POST"])
 @blp.arguments(PatrolFinishSchema)
 @blp.response(200, PatrolSummarySchema)
 @blp.alt_response(404, description=NOT_FOUND_DOC)
@@ -73,7 +73,7 @@ def finish_patrol(args, patrol_id):
     return summary
 
 
-@blp.route("/<int:patrol_id>")
+@blp.route("/<id64:patrol_id>")
 @blp.response(200, PatrolSummarySchema)
 @blp.alt_response(404, description=NOT_FOUND_DOC)
 def get_patrol(patrol_id):

@@ -97,7 +97,7 @@ def create_user(body):
     return user
 
 
-@blp.route("/users/<int:user_id>")
+@blp.route("/users/<id32:user_id>")
 @blp.response(200, UserDetailSchema)
 @blp.alt_response(404, description="`user_not_found` (also outside the caller's scope).")
 def get_user(user_id):
@@ -105,7 +105,7 @@ def get_user(user_id):
     return people_service.get_user(db.session, viewer=current_user(), user_id=user_id)
 
 
-@blp.route("/users/<int:user_id>", methods=["PATCH"])
+@blp.route("/users/<id32:user_id>", methods=["PATCH"])
 @blp.arguments(UserUpdateSchema)
 @blp.response(200, UserDetailSchema)
 @blp.alt_response(403, description="`forbidden`: admins only.")
@@ -173,7 +173,7 @@ def create_assignment(body):
     return assignment
 
 
-@blp.route("/assignments/<int:assignment_id>", methods=["DELETE"])
+@blp.route("/assignments/<id32:assignment_id>", methods=["DELETE"])
 @blp.response(200, AssignmentSchema)
 @blp.alt_response(403, description="`forbidden`: admins only.")
 @blp.alt_response(404, description="`assignment_not_found`.")

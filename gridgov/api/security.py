@@ -17,9 +17,11 @@ from gridgov.services import users as user_service
 PUBLIC_ENDPOINTS = {
     "auth.login",
     "health.healthz",
+    "health.readyz",
     "api-docs.openapi_json",
     "api-docs.openapi_swagger_ui",
     "docs_assets.static",
+    "docs_page.static",
     # Open311 GeoReport v2: reads are public in the spec; POST requests checks its api_key.
     "open311.discovery",
     "open311.services",

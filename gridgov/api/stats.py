@@ -25,6 +25,10 @@ blp = Blueprint(
 )
 
 CSV_MIMETYPE = "text/csv"
+CSV_DOC = {
+    "type": "string",
+    "description": "UTF-8 CSV with a BOM; the first row names the columns.",
+}
 # Excel opens a UTF-8 CSV as UTF-8 (Chinese names intact) only when it starts with a BOM.
 BOM = "\ufeff"
 # A cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -50,6 +54,9 @@ def rate_body(rate: stats.Rate) -> dict:
 @blp.route("/indicators")
 @blp.arguments(IndicatorsQuerySchema, location="query")
 @blp.response(200, IndicatorsSchema)
+@blp.alt_response(
+    200, schema=CSV_DOC, content_type=CSV_MIMETYPE, description="JSON, or CSV.", success=True
+)
 @blp.alt_response(403, description="`forbidden`: the area is outside your scope.")
 @blp.alt_response(404, description="`area_not_found`.")
 def get_indicators(args):
@@ -97,6 +104,9 @@ def _indicator_rows(report: stats.IndicatorReport) -> Iterator[list]:
 @blp.route("/ranking")
 @blp.arguments(RankingQuerySchema, location="query")
 @blp.response(200, RankingSchema)
+@blp.alt_response(
+    200, schema=CSV_DOC, content_type=CSV_MIMETYPE, description="JSON, or CSV.", success=True
+)
 @blp.alt_response(403, description="`forbidden`: the parent (or the level) is beyond your scope.")
 @blp.alt_response(404, description="`area_not_found`: no such parent.")
 def get_ranking(args):

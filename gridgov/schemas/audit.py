@@ -2,12 +2,12 @@
 
 from marshmallow import Schema, fields, validate
 
-from gridgov.schemas.common import PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, PageQuerySchema
 
 
 class AuditQuerySchema(PageQuerySchema):
     action = fields.String(validate=validate.Length(max=40))
-    actor = fields.Integer(validate=validate.Range(min=1))
+    actor = fields.Integer(validate=validate.Range(min=1, max=INT32_MAX))
 
 
 class AuditEventSchema(Schema):

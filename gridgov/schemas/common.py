@@ -4,6 +4,12 @@ import math
 
 from marshmallow import Schema, fields, validate
 
+# The largest ids the primary keys hold (`integer`: users, assignments; `bigint`: incidents,
+# patrols). A bigger number is no id at all: 404 in a URL (gridgov/api/converters.py), 422 in
+# a query or body; never a database "out of range" error.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
 
 class BBox(fields.Field):
     """`minlon,minlat,maxlon,maxlat` in WGS-84 degrees."""

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridgov.models import PRIORITIES, STATUSES
 from gridgov.schemas.areas import CODE_PATTERN, FormatQuerySchema
-from gridgov.schemas.common import BBox, PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, INT64_MAX, BBox, PageQuerySchema
 from gridgov.schemas.location import LocationSchema
 from gridgov.schemas.routing import RoutingSchema
 from gridgov.services.incidents import NewIncident
@@ -27,7 +27,7 @@ class IncidentCreateSchema(Schema):
     occurred_at = fields.AwareDateTime(metadata={"description": "ISO 8601 with offset."})
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     resolved_on_site = fields.Boolean(load_default=False)
-    patrol_id = fields.Integer(validate=validate.Range(min=1))
+    patrol_id = fields.Integer(validate=validate.Range(min=1, max=INT64_MAX))
     photos = fields.List(
         fields.String(validate=validate.Regexp(r"^[0-9a-f]{32}$")),
         validate=validate.Length(max=MAX_PHOTOS),
@@ -203,9 +203,9 @@ class IncidentPageSchema(Schema):
 class ActionSchema(Schema):
     action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
     note = fields.String(load_default="", validate=validate.Length(max=2000))
-    assignee = fields.Integer(validate=validate.Range(min=1))
+    assignee = fields.Integer(validate=validate.Range(min=1, max=INT32_MAX))
     handling_unit = fields.String(validate=validate.Length(min=1, max=100))
-    duplicate_of = fields.Integer(validate=validate.Range(min=1))
+    duplicate_of = fields.Integer(validate=validate.Range(min=1, max=INT64_MAX))
     expected_version = fields.Integer(
         validate=validate.Range(min=1),
         metadata={"description": "Alternative to the If-Match header."},

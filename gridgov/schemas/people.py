@@ -4,7 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from gridgov.models import DUTIES, ROLES
 from gridgov.schemas.areas import CODE_PATTERN
-from gridgov.schemas.common import PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, PageQuerySchema
 from gridgov.services.people import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -128,13 +128,20 @@ class UserDetailSchema(UserSchema):
 
 
 class AssignmentListQuerySchema(PageQuerySchema):
-    user = fields.Integer(metadata={"description": "A user's id."})
+    user = fields.Integer(
+        validate=validate.Range(min=1, max=INT32_MAX), metadata={"description": "A user's id."}
+    )
     area = _area_code("Assignments to this area or an area under it.")
     active = fields.Boolean(metadata={"description": "Only assignments active now (or not)."})
 
 
 class AssignmentCreateSchema(Schema):
-    user = fields.Integer(required=True, strict=True, metadata={"description": "A user's id."})
+    user = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=INT32_MAX),
+        metadata={"description": "A user's id."},
+    )
     area = _area_code("The area's code.", required=True)
     duty = fields.String(
         required=True,

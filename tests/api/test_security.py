@@ -151,3 +151,12 @@ def test_boundary_changes_are_audited(client, auth, db_session):
     event = db_session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
     assert (event.actor_name, event.action) == ("admin", "apply_changeset")
     assert event.data["changeset"] == response.get_json()["changeset"]
+
+
+def test_only_a_429_carries_the_rate_limit_retry_after(client, rate_limited):
+    rate_limited["LOGIN_RATE_LIMIT_PER_USERNAME"] = "1/minute"
+    first = login(client, "grid_worker")
+    assert first.status_code == 200 and "Retry-After" not in first.headers
+    second = login(client, "grid_worker")
+    assert second.status_code == 429
+    assert 1 <= int(second.headers["Retry-After"]) <= 60
