@@ -24,13 +24,16 @@ from sqlalchemy.orm import Session
 NEAREST_CANDIDATES = 5
 ROUTE_LEVELS = ("microgrid", "grid", "community", "town", "district")
 
+# The point is written out in each branch rather than taken from a CTE: with `<-> pt.g` the
+# planner cannot use the GiST index for the nearest-neighbour ORDER BY and sorts every
+# micro-grid (16 ms instead of 1-2 ms for a point outside the district).
+_POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
 _ROUTE_SQL = text(
-    """
-WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g),
-covering AS (
+    f"""
+WITH covering AS (
     SELECT a.id, a.code
-    FROM area a, pt
-    WHERE a.level = 'microgrid' AND a.retired_at IS NULL AND ST_Covers(a.boundary, pt.g)
+    FROM area a
+    WHERE a.level = 'microgrid' AND a.retired_at IS NULL AND ST_Covers(a.boundary, {_POINT})
 ),
 hit AS (
     SELECT id, 'covered'::text AS method, 0.0::float8 AS distance_m,
@@ -40,10 +43,11 @@ hit AS (
 near AS (
     SELECT id, 'nearest'::text, distance_m, 0
     FROM (
-        SELECT a.id, a.code, ST_Distance(a.boundary::geography, pt.g::geography) AS distance_m
-        FROM area a, pt
+        SELECT a.id, a.code,
+               ST_Distance(a.boundary::geography, {_POINT}::geography) AS distance_m
+        FROM area a
         WHERE a.level = 'microgrid' AND a.retired_at IS NULL
-        ORDER BY a.boundary <-> pt.g
+        ORDER BY a.boundary <-> {_POINT}
         LIMIT :candidates
     ) knn
     WHERE NOT EXISTS (SELECT 1 FROM hit) AND distance_m <= :max_m
