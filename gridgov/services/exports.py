@@ -17,11 +17,11 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
-from gridgov.models import Area, Category, Incident, User
-from gridgov.services.incident_queries import IncidentFilters, apply_filters
+from gridgov.models import Incident, User
+from gridgov.services.incident_queries import IncidentFilters, apply_filters, incident_select
 from gridgov.services.scope import incident_scope
 from gridgov.spatial import GEOJSON_DECIMALS
 
@@ -55,29 +55,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _export_select() -> Select:
-    town, grid, microgrid = aliased(Area), aliased(Area), aliased(Area)
-    return (
-        select(
-            Incident.id,
-            Incident.status,
-            Category.code.label("category"),
-            Category.name.label("category_name"),
-            Incident.priority,
-            Incident.description,
-            func.ST_X(Incident.location).label("lon"),
-            func.ST_Y(Incident.location).label("lat"),
-            town.code.label("town"),
-            grid.code.label("grid"),
-            microgrid.code.label("microgrid"),
-            Incident.created_at.label("reported_at"),
-            Incident.deadline,
-            Incident.closed_at,
-            Incident.resolved_level,
-        )
-        .join(Category, Category.id == Incident.category_id)
-        .outerjoin(town, town.id == Incident.town_id)
-        .outerjoin(grid, grid.id == Incident.grid_id)
-        .outerjoin(microgrid, microgrid.id == Incident.microgrid_id)
+    return incident_select(
+        Incident.created_at.label("reported_at"),
+        Incident.deadline,
+        Incident.closed_at,
+        Incident.resolved_level,
     )
 
 

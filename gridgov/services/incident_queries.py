@@ -66,7 +66,9 @@ def overdue_condition(now: datetime | None = None):
     return and_(open_condition(), Incident.deadline < (now or datetime.now(UTC)))
 
 
-def _row_select() -> Select:
+def incident_select(*extra_columns) -> Select:
+    """Incidents with their category, WGS-84 lon/lat and town/grid/micro-grid codes, plus
+    `extra_columns`; lists and exports build on it (and on apply_filters)."""
     town, grid, microgrid = aliased(Area), aliased(Area), aliased(Area)
     return (
         select(
@@ -81,18 +83,24 @@ def _row_select() -> Select:
             town.code.label("town"),
             grid.code.label("grid"),
             microgrid.code.label("microgrid"),
-            Incident.routing_method,
-            Incident.handling_level,
-            Incident.handler_id,
-            Incident.reporter_id,
-            Incident.created_at.label("reported_at"),
-            Incident.deadline,
-            Incident.version,
+            *extra_columns,
         )
         .join(Category, Category.id == Incident.category_id)
         .outerjoin(town, town.id == Incident.town_id)
         .outerjoin(grid, grid.id == Incident.grid_id)
         .outerjoin(microgrid, microgrid.id == Incident.microgrid_id)
+    )
+
+
+def _row_select() -> Select:
+    return incident_select(
+        Incident.routing_method,
+        Incident.handling_level,
+        Incident.handler_id,
+        Incident.reporter_id,
+        Incident.created_at.label("reported_at"),
+        Incident.deadline,
+        Incident.version,
     )
 
 
