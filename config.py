@@ -20,7 +20,7 @@ def _env_float(name: str, default: float) -> float:
 
 class Config:
     ENV_NAME = "development"
-    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-change-me")
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-change-me-not-for-production!")
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
     INSTANCE_DIR = Path(os.environ.get("GRIDGOV_INSTANCE_DIR", PROJECT_ROOT / "instance"))
