@@ -23,7 +23,13 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gridgov.errors import DomainError, NotFound, ValidationFailed
+from gridgov.errors import (
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from gridgov.models import Photo, User
 from gridgov.services.scope import get_visible_incident
 
@@ -54,18 +60,16 @@ HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"
 PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class PhotoTooLarge(DomainError):
+class PhotoTooLarge(PayloadTooLarge):
     """More bytes than the configured maximum."""
 
     code = "photo_too_large"
-    http_status = 413
 
 
-class PhotoUnsupportedType(DomainError):
+class PhotoUnsupportedType(UnsupportedMediaType):
     """An image, but not of a type the service stores."""
 
     code = "photo_unsupported_type"
-    http_status = 415
 
 
 class PhotoNotAnImage(ValidationFailed):
