@@ -3,11 +3,10 @@
 import json
 from dataclasses import asdict
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
-from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.extensions import db
 from gridgov.schemas.areas import (
     AreaDetailSchema,
@@ -38,8 +37,9 @@ def _properties(area: area_service.AreaView) -> dict:
 )
 def list_areas(args):
     """List current areas by level, parent and bbox; `format=geojson` for a FeatureCollection."""
-    limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
-    after = decode_cursor(args["cursor"], keys=("code",))["code"] if "cursor" in args else None
+    limit = page_limit(args)
+    position = page_position(args, code=str)
+    after = position["code"] if position else None
     as_geojson = wants_geojson(args.get("format"))
     page = area_service.list_areas(
         db.session,

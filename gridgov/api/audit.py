@@ -1,9 +1,8 @@
 """GET /api/v1/audit: the audit log (admin)."""
 
-from flask import current_app
 from flask_smorest import Blueprint
 
-from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.security import require_role
 from gridgov.extensions import db
 from gridgov.schemas.audit import AuditPageSchema, AuditQuerySchema
@@ -18,13 +17,14 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit log.
 def list_audit(args):
     """Logins, failed logins and admin actions, newest first (admins only)."""
     require_role("admin")
-    before = decode_cursor(args["cursor"], keys=("id",))["id"] if "cursor" in args else None
+    position = page_position(args, id=int)
+    before = position["id"] if position else None
     events, has_more = audit.list_events(
         db.session,
         action=args.get("action"),
         actor_id=args.get("actor"),
         before_id=before,
-        limit=min(args["limit"], current_app.config["PAGE_SIZE_MAX"]),
+        limit=page_limit(args),
     )
     next_cursor = encode_cursor({"id": events[-1].id}) if has_more else None
     return {"items": events, "next_cursor": next_cursor}

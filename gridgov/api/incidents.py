@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
-from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.routing import routing_body
 from gridgov.api.security import current_user
 from gridgov.errors import DomainError, ValidationFailed
@@ -196,8 +196,9 @@ def summary_body(row: incident_queries.IncidentRow) -> dict:
 )
 def list_incidents(args):
     """Incidents in the caller's scope, newest first; filters combine; `format=geojson`."""
-    limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
-    before = decode_cursor(args["cursor"], keys=("id",))["id"] if "cursor" in args else None
+    limit = page_limit(args)
+    position = page_position(args, id=int)
+    before = position["id"] if position else None
     filters = incident_queries.IncidentFilters(
         statuses=args.get("status", ()),
         categories=args.get("category", ()),

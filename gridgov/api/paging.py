@@ -5,6 +5,8 @@ import binascii
 import json
 from typing import Any
 
+from flask import current_app
+
 from gridgov.errors import ValidationFailed
 
 
@@ -14,19 +16,39 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
-    """Decode a cursor made by `encode_cursor`, checking it carries `keys`."""
+def decode_cursor(cursor: str, *, fields: dict[str, type]) -> dict[str, Any]:
+    """Decode a cursor made by `encode_cursor`, checking its keys and their types.
+
+    A forged cursor must be a 422, never reach SQL: a string id, or an integer beyond
+    bigint, would otherwise fail in the database.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         position = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise _invalid() from exc
-    if not isinstance(position, dict) or set(position) != set(keys):
-        raise _invalid()
+        raise invalid_cursor() from exc
+    if not isinstance(position, dict) or set(position) != set(fields):
+        raise invalid_cursor()
+    for key, kind in fields.items():
+        value = position[key]
+        # type() rather than isinstance(): a bool is not an id.
+        if type(value) is not kind or (kind is int and not -(2**63) <= value < 2**63):
+            raise invalid_cursor()
     return position
 
 
-def _invalid() -> ValidationFailed:
+def page_position(args: dict, **fields: type) -> dict[str, Any] | None:
+    """Where the request's `cursor` resumes, or None on the first page."""
+    return decode_cursor(args["cursor"], fields=fields) if "cursor" in args else None
+
+
+def page_limit(args: dict) -> int:
+    """The requested page size, capped by PAGE_SIZE_MAX."""
+    return min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+
+
+def invalid_cursor() -> ValidationFailed:
+    """The error for a cursor this service did not issue."""
     return ValidationFailed(
         "The cursor is not one this service issued.",
         code="invalid_cursor",

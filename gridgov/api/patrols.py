@@ -2,12 +2,10 @@
 
 from datetime import datetime
 
-from flask import current_app
 from flask_smorest import Blueprint
 
-from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.paging import decode_cursor, encode_cursor, invalid_cursor, page_limit
 from gridgov.api.security import current_user, require_role
-from gridgov.errors import ValidationFailed
 from gridgov.extensions import db
 from gridgov.schemas.patrols import (
     PatrolFinishSchema,
@@ -88,7 +86,7 @@ def get_patrol(patrol_id):
 @blp.response(200, PatrolPageSchema)
 def list_patrols(args):
     """The caller's own patrols, newest first."""
-    limit = min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+    limit = page_limit(args)
     after = _decode_position(args["cursor"]) if "cursor" in args else None
     page = patrol_service.list_patrols(
         db.session, worker_id=current_user().id, after=after, limit=limit
@@ -101,16 +99,11 @@ def list_patrols(args):
 
 
 def _decode_position(cursor: str) -> tuple[datetime, int]:
-    position = decode_cursor(cursor, keys=("started_at", "id"))
+    position = decode_cursor(cursor, fields={"started_at": str, "id": int})
     try:
         started_at = datetime.fromisoformat(position["started_at"])
-        patrol_id = position["id"]
-        if started_at.tzinfo is None or not isinstance(patrol_id, int):
-            raise ValueError
-    except (TypeError, ValueError) as exc:
-        raise ValidationFailed(
-            "The cursor is not one this service issued.",
-            code="invalid_cursor",
-            errors={"query": {"cursor": ["Invalid cursor."]}},
-        ) from exc
-    return started_at, patrol_id
+    except ValueError as exc:
+        raise invalid_cursor() from exc
+    if started_at.tzinfo is None:
+        raise invalid_cursor()
+    return started_at, position["id"]

@@ -6,12 +6,10 @@ subtree; anyone may read themselves. Writes are the admin's and are logged as an
 
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint
 
-from gridgov.api.paging import decode_cursor, encode_cursor
+from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.security import current_user, require_role
-from gridgov.errors import ValidationFailed
 from gridgov.extensions import db
 from gridgov.schemas.common import PageQuerySchema
 from gridgov.schemas.people import (
@@ -36,24 +34,6 @@ blp = Blueprint(
 )
 
 
-def _limit(args: dict) -> int:
-    return min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
-
-
-def _int_cursor(args: dict, keys: tuple[str, ...]) -> dict[str, int] | None:
-    """The integer position carried by the request's cursor, or None without one."""
-    if "cursor" not in args:
-        return None
-    position = decode_cursor(args["cursor"], keys=keys)
-    if not all(type(value) is int for value in position.values()):
-        raise ValidationFailed(
-            "The cursor is not one this service issued.",
-            code="invalid_cursor",
-            errors={"query": {"cursor": ["Invalid cursor."]}},
-        )
-    return position
-
-
 def _page(page: Any, key: Any) -> dict:
     next_cursor = encode_cursor(key(page.items[-1])) if page.has_more else None
     return {"items": page.items, "next_cursor": next_cursor}
@@ -69,7 +49,7 @@ def _page(page: Any, key: Any) -> dict:
 def list_users(args):
     """Users by id: all for an admin, those assigned now in a supervisor's subtree."""
     viewer = require_role("admin", "supervisor")
-    position = _int_cursor(args, ("id",))
+    position = page_position(args, id=int)
     page = people_service.list_users(
         db.session,
         viewer=viewer,
@@ -78,7 +58,7 @@ def list_users(args):
         active=args.get("active"),
         q=args.get("q"),
         after_id=position["id"] if position else None,
-        limit=_limit(args),
+        limit=page_limit(args),
     )
     return _page(page, lambda user: {"id": user.id})
 
@@ -133,7 +113,7 @@ def update_user(body, user_id):
 def list_assignments(args):
     """Assignments by id, history included: all for an admin, a supervisor's subtree."""
     viewer = require_role("admin", "supervisor")
-    position = _int_cursor(args, ("id",))
+    position = page_position(args, id=int)
     page = people_service.list_assignments(
         db.session,
         viewer=viewer,
@@ -141,7 +121,7 @@ def list_assignments(args):
         area_code=args.get("area"),
         active=args.get("active"),
         after_id=position["id"] if position else None,
-        limit=_limit(args),
+        limit=page_limit(args),
     )
     return _page(page, lambda assignment: {"id": assignment.id})
 
@@ -196,13 +176,13 @@ def end_assignment(assignment_id):
 def area_workers(args, code):
     """Who is on duty in an area now, grid heads first (a grid with its micro-grids, a micro-grid
     with its grid)."""
-    position = _int_cursor(args, ("rank", "user", "assignment"))
+    position = page_position(args, rank=int, user=int, assignment=int)
     page = people_service.workers_on_duty(
         db.session,
         viewer=current_user(),
         area_code=code,
         after=(position["rank"], position["user"], position["assignment"]) if position else None,
-        limit=_limit(args),
+        limit=page_limit(args),
     )
     return _page(
         page,

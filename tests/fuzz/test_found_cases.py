@@ -209,3 +209,26 @@ def test_audit_actor_beyond_int32_is_422(client, auth):
     response = client.get("/api/v1/audit?actor=2147483648", headers=auth("admin"))
     assert response.status_code == 422
     assert response.get_json()["error"] == "validation_failed"
+
+
+@pytest.mark.parametrize(
+    "url, position",
+    [
+        ("/api/v1/incidents", {"id": "x"}),
+        ("/api/v1/incidents", {"id": 2**70}),
+        ("/api/v1/incidents", {"id": True}),
+        ("/api/v1/audit", {"id": "x"}),
+        ("/api/v1/areas", {"code": 5}),
+        ("/api/v1/users", {"id": 1.5}),
+        ("/api/v1/patrols", {"started_at": "2026-01-01", "id": 1}),  # no offset
+        ("/api/v1/patrols", {"started_at": 7, "id": 1}),
+    ],
+)
+def test_forged_cursor_values_are_422_not_a_database_error(client, auth, url, position):
+    from gridgov.api.paging import encode_cursor
+
+    response = client.get(
+        url, query_string={"cursor": encode_cursor(position)}, headers=auth("admin")
+    )
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "invalid_cursor"
