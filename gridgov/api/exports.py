@@ -11,29 +11,16 @@ from datetime import UTC, datetime
 from flask import Response, stream_with_context
 from flask_smorest import Blueprint
 
-from gridgov.api.incidents import work_calendar
+from gridgov.api.incidents import incident_filters, work_calendar
 from gridgov.api.security import current_user
 from gridgov.extensions import db
 from gridgov.schemas.incidents import IncidentListQuerySchema
 from gridgov.services import exports as export_service
-from gridgov.services.incident_queries import IncidentFilters
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1", description="Data exports.")
 
 FILTER_FIELDS = ("status", "category", "area", "bbox", "overdue", "reported_from", "reported_to")
 ExportQuerySchema = IncidentListQuerySchema(only=FILTER_FIELDS)
-
-
-def _filters(args: dict) -> IncidentFilters:
-    return IncidentFilters(
-        statuses=args.get("status", ()),
-        categories=args.get("category", ()),
-        area_code=args.get("area"),
-        bbox=args.get("bbox"),
-        overdue=args.get("overdue"),
-        reported_from=args.get("reported_from"),
-        reported_to=args.get("reported_to"),
-    )
 
 
 def _download(chunks, *, mimetype: str, args: dict, extension: str) -> Response:
@@ -57,7 +44,9 @@ def _download(chunks, *, mimetype: str, args: dict, extension: str) -> Response:
 )
 def export_csv(args):
     """The incidents in the caller's scope as CSV (opens in Excel with Chinese intact)."""
-    rows = export_service.export_rows(db.session, user=current_user(), filters=_filters(args))
+    rows = export_service.export_rows(
+        db.session, user=current_user(), filters=incident_filters(args)
+    )
     chunks = export_service.csv_chunks(rows, tz=work_calendar().tz)
     return _download(chunks, mimetype="text/csv", args=args, extension="csv")
 
@@ -69,6 +58,8 @@ def export_csv(args):
 )
 def export_geojson(args):
     """The incidents in the caller's scope as a GeoJSON FeatureCollection of points."""
-    rows = export_service.export_rows(db.session, user=current_user(), filters=_filters(args))
+    rows = export_service.export_rows(
+        db.session, user=current_user(), filters=incident_filters(args)
+    )
     chunks = export_service.geojson_chunks(rows, tz=work_calendar().tz)
     return _download(chunks, mimetype="application/geo+json", args=args, extension="geojson")

@@ -179,6 +179,19 @@ def get_incident(incident_id):
     return incident_body(view), 200, etag_headers(incident)
 
 
+def incident_filters(args: dict) -> incident_queries.IncidentFilters:
+    """The list filters of a parsed IncidentListQuerySchema (lists and exports)."""
+    return incident_queries.IncidentFilters(
+        statuses=args.get("status", ()),
+        categories=args.get("category", ()),
+        area_code=args.get("area"),
+        bbox=args.get("bbox"),
+        overdue=args.get("overdue"),
+        reported_from=args.get("reported_from"),
+        reported_to=args.get("reported_to"),
+    )
+
+
 def summary_body(row: incident_queries.IncidentRow) -> dict:
     """A list item."""
     return {**dataclasses.asdict(row), "ref": f"GG{row.id:08d}", "overdue": row.overdue}
@@ -199,15 +212,7 @@ def list_incidents(args):
     limit = page_limit(args)
     position = page_position(args, id=int)
     before = position["id"] if position else None
-    filters = incident_queries.IncidentFilters(
-        statuses=args.get("status", ()),
-        categories=args.get("category", ()),
-        area_code=args.get("area"),
-        bbox=args.get("bbox"),
-        overdue=args.get("overdue"),
-        reported_from=args.get("reported_from"),
-        reported_to=args.get("reported_to"),
-    )
+    filters = incident_filters(args)
     page = incident_queries.list_incidents(
         db.session, user=current_user(), filters=filters, before_id=before, limit=limit
     )
