@@ -46,8 +46,9 @@ def _env_int(name: str, default: int) -> int:
 def default_workers() -> int:
     """2 × cores + 1, capped so the workers' database pools stay under max_connections.
 
-    Each worker process has its own SQLAlchemy pool (pool_size 5 + max_overflow 5 = up to 10
-    connections): 8 workers may hold 80 of PostgreSQL's default 100.
+    Each worker process has its own SQLAlchemy pools, the session's and the lookups'
+    (gridgov/lookups.py), opened lazily; a sync worker holds at most one connection of each:
+    8 workers hold at most 16 of PostgreSQL's default 100.
     """
     return min(2 * multiprocessing.cpu_count() + 1, MAX_DEFAULT_WORKERS)
 

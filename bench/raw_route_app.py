@@ -1,9 +1,11 @@
 """The routing lookup without the framework: the baseline of bench/intake.py.
 
-One GET endpoint, ``/route?lon=&lat=``, that parses two floats and runs exactly the text of
-``gridgov.services.routing._ROUTE_SQL`` through one psycopg 3 connection per worker process
-(opened lazily, i.e. after gunicorn forks; autocommit, so one round trip per request), and
-returns the row as JSON. No token check, no marshmallow, no SQLAlchemy.
+One GET endpoint, ``/route?lon=&lat=``, that parses two floats and runs exactly the SQL the
+app sends for ``gridgov.services.routing._ROUTE_SQL`` through one psycopg 3 connection per
+worker process (opened lazily, i.e. after gunicorn forks), with the connection settings of the
+app's lookup connections (gridgov/lookups.py: autocommit, so one round trip per request; a
+prepared statement keeping its generic plan), and returns the row as JSON. No token check, no
+marshmallow, no SQLAlchemy.
 
     DATABASE_URL=postgresql://… gunicorn --chdir bench raw_route_app:app
 """
@@ -15,21 +17,10 @@ import psycopg
 from flask import Flask, jsonify, request
 
 from config import Config
+from gridgov.lookups import LOOKUP_CONNECT_ARGS, psycopg_sql
 from gridgov.services.routing import _ROUTE_SQL, NEAREST_CANDIDATES, ROUTE_LEVELS
 
-_BIND_RE = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_PARAMS = {"lon", "lat", "max_m", "candidates"}
-
-
-def psycopg_sql(sqlalchemy_text: str) -> str:
-    """Turn SQLAlchemy `:name` binds into psycopg `%(name)s` (`::cast` is left alone)."""
-    names = set(_BIND_RE.findall(sqlalchemy_text))
-    if names != _PARAMS:
-        raise RuntimeError(f"_ROUTE_SQL binds changed: {sorted(names)}; update raw_route_app.py")
-    return _BIND_RE.sub(r"%(\1)s", sqlalchemy_text.replace("%", "%%"))
-
-
-ROUTE_SQL = psycopg_sql(str(_ROUTE_SQL))
+ROUTE_SQL = psycopg_sql(_ROUTE_SQL)
 MAX_NEAREST_M = Config.ROUTING_NEAREST_MAX_M
 
 app = Flask(__name__)
@@ -49,7 +40,7 @@ def connection() -> psycopg.Connection:
     """This worker process's connection (opened on first use after the fork)."""
     global _conn, _conn_pid
     if _conn is None or _conn.closed or _conn_pid != os.getpid():
-        _conn = psycopg.connect(libpq_url(os.environ["DATABASE_URL"]), autocommit=True)
+        _conn = psycopg.connect(libpq_url(os.environ["DATABASE_URL"]), **LOOKUP_CONNECT_ARGS)
         _conn_pid = os.getpid()
     return _conn
 
@@ -63,7 +54,7 @@ def route():
         return jsonify(error="lon and lat must be numbers"), 400
     params = {"lon": lon, "lat": lat, "max_m": MAX_NEAREST_M, "candidates": NEAREST_CANDIDATES}
     try:
-        row = connection().execute(ROUTE_SQL, params).fetchone()
+        row = connection().execute(ROUTE_SQL, params, prepare=True).fetchone()
     except psycopg.OperationalError:
         global _conn
         _conn = None  # reconnect on the next request

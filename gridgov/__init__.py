@@ -51,7 +51,7 @@ def register_request_context(app: Flask) -> None:
 def register_database(app: Flask) -> None:
     """Bind SQLAlchemy and Alembic; without DATABASE_URL use the private embedded cluster."""
     from gridgov import embedded_pg
-    from gridgov.extensions import db, migrate
+    from gridgov.extensions import db, lookups, migrate
 
     url = app.config.get("SQLALCHEMY_DATABASE_URI")
     if url:
@@ -61,6 +61,7 @@ def register_database(app: Flask) -> None:
             app.config["INSTANCE_DIR"], app.config["EMBEDDED_DB_NAME"]
         )
     db.init_app(app)
+    lookups.init_app(app)
     migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from geo.demo_district import generate_district
 from gridgov import create_app
-from gridgov.extensions import db
+from gridgov.extensions import db, lookups
 from gridgov.models import User
 from gridgov.services import demo as demo_service
 from tests import dbsetup
@@ -54,7 +54,8 @@ def db_session(app):
     """A session whose work, commits included, is rolled back after the test.
 
     The app's engine is swapped for one connection inside an outer transaction; the session
-    joins it with savepoints, so app code that commits only releases a savepoint.
+    joins it with savepoints, so app code that commits only releases a savepoint. Lookups
+    (gridgov/lookups.py) run on the same connection, so they see the test's data.
     """
     with app.app_context():
         engines = db.engines
@@ -62,9 +63,11 @@ def db_session(app):
         connection = engine.connect()
         transaction = connection.begin()
         engines[None] = connection
+        lookups.bind(app, connection.connection.driver_connection)
         try:
             yield db.session
         finally:
+            lookups.bind(app, None)
             db.session.remove()
             transaction.rollback()
             connection.close()

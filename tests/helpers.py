@@ -1,6 +1,9 @@
 """Small helpers shared by tests."""
 
+import math
+
 from flask_jwt_extended import create_access_token
+from shapely import MultiPolygon, Point
 
 
 def bearer(app, user) -> dict[str, str]:
@@ -8,3 +11,11 @@ def bearer(app, user) -> dict[str, str]:
     with app.app_context():
         token = create_access_token(identity=str(user.id), additional_claims={"role": user.role})
     return {"Authorization": f"Bearer {token}"}
+
+
+def point_outside(district: MultiPolygon, metres: float) -> Point:
+    """A point `metres` outside the district's outer edge, off its westernmost vertex."""
+    ring = district.geoms[0].exterior
+    x, y = min(ring.coords, key=lambda xy: xy[0])
+    metres_per_degree_lon = 111_320 * math.cos(math.radians(y))
+    return Point(x - metres / metres_per_degree_lon, y)

@@ -1,20 +1,31 @@
 """Schemas of the routing lookup."""
 
-from marshmallow import Schema, fields
+from dataclasses import dataclass
+from datetime import datetime
 
+from marshmallow import Schema, fields, post_load
+
+from geo.points import InputPoint
 from gridgov.schemas.location import LocationSchema
+
+
+@dataclass(frozen=True)
+class RouteQuery:
+    point: InputPoint
+    at: datetime | None
 
 
 class RouteQuerySchema(LocationSchema):
     # Query strings carry text: parse numbers first, then the shared point checks apply.
     lon = fields.Float(required=True, allow_nan=False, metadata={"description": "Longitude."})
     lat = fields.Float(required=True, allow_nan=False, metadata={"description": "Latitude."})
-
-
-class RouteAtQuerySchema(Schema):
     at = fields.AwareDateTime(
         metadata={"description": "Route on the map as it was then (ISO 8601 with offset)."}
     )
+
+    @post_load
+    def to_point(self, data, **kwargs) -> RouteQuery:
+        return RouteQuery(point=LocationSchema.to_point(self, data), at=data.get("at"))
 
 
 class AreaRefSchema(Schema):

@@ -15,8 +15,9 @@ Spatial rules (DESIGN.md §3):
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 # Candidates taken by the bounding-box KNN operator before ranking by true metric distance:
@@ -68,6 +69,12 @@ JOIN area d ON d.id = t.parent_id
 )
 
 
+class Executor(Protocol):
+    """What runs the routing statement: the Session, or a lookup connection (gridgov.lookups)."""
+
+    def execute(self, statement: TextClause, params: dict[str, Any], /) -> Any: ...
+
+
 @dataclass(frozen=True)
 class AreaRef:
     id: int
@@ -94,12 +101,16 @@ class Routing:
         return area.id if area else None
 
 
-def route_point(session: Session, *, lon: float, lat: float, max_nearest_m: float) -> Routing:
-    """Route a WGS-84 point to its micro-grid and parents (covered, nearest or unrouted)."""
+def route_point(session: Executor, *, lon: float, lat: float, max_nearest_m: float) -> Routing:
+    """Route a WGS-84 point to its micro-grid and parents (covered, nearest or unrouted).
+
+    `session` is the request's Session (intake routes inside its transaction) or a lookup
+    connection (GET /route); both give rows as tuples through fetchone().
+    """
     row = session.execute(
         _ROUTE_SQL,
         {"lon": lon, "lat": lat, "max_m": max_nearest_m, "candidates": NEAREST_CANDIDATES},
-    ).first()
+    ).fetchone()
     if row is None:
         district = _queue_district(session)
         return Routing(
@@ -140,14 +151,15 @@ def original_routing_columns(routing: Routing) -> dict:
     }
 
 
-def _queue_district(session: Session) -> AreaRef | None:
-    # An unrouted report waits in the district's queue; the tree has one district root.
-    row = session.execute(
-        text(
-            "SELECT id, code, name FROM area WHERE level = 'district' AND retired_at IS NULL"
-            " ORDER BY code LIMIT 1"
-        )
-    ).first()
+# An unrouted report waits in the district's queue; the tree has one district root.
+_QUEUE_DISTRICT_SQL = text(
+    "SELECT id, code, name FROM area WHERE level = 'district' AND retired_at IS NULL"
+    " ORDER BY code LIMIT 1"
+)
+
+
+def _queue_district(session: Executor) -> AreaRef | None:
+    row = session.execute(_QUEUE_DISTRICT_SQL, {}).fetchone()
     return AreaRef(*row) if row else None
 
 

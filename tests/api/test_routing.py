@@ -1,7 +1,5 @@
 """GET /api/v1/route: inside, shared edges, outer edge, the enclave hole, outside, CRS input."""
 
-import math
-
 import pytest
 import shapely
 from shapely import Point
@@ -9,7 +7,9 @@ from sqlalchemy import select
 
 from geo.crs import distance_m, from_wgs84
 from gridgov.models import Area
+from gridgov.schemas.routing import RoutingSchema
 from gridgov.spatial import from_db
+from tests.helpers import point_outside
 
 DISTRICT = "330212"
 
@@ -78,6 +78,10 @@ def test_point_inside_a_microgrid(route, microgrids):
     assert body["town"]["code"] == code[:9]
     assert body["district"]["code"] == DISTRICT
     assert body["point"] == {"lon": point.x, "lat": point.y}
+    # The body is built by hand (the hot path): it must be exactly what RoutingSchema documents.
+    assert body == RoutingSchema().dump(body)
+    assert set(body) == set(RoutingSchema().fields)
+    assert set(body["microgrid"]) == {"code", "name"}
 
 
 def test_shared_edge_goes_to_the_lowest_code_and_says_so(route, microgrids):
@@ -113,16 +117,8 @@ def test_point_in_the_enclave_hole_is_unrouted_in_the_district_queue(route, dist
     assert body["district"]["code"] == DISTRICT
 
 
-def _outward(district, metres: float) -> Point:
-    """A point `metres` outside the district's outer edge, off its westernmost vertex."""
-    ring = district.geoms[0].exterior
-    x, y = min(ring.coords, key=lambda xy: xy[0])
-    metres_per_degree_lon = 111_320 * math.cos(math.radians(y))
-    return Point(x - metres / metres_per_degree_lon, y)
-
-
 def test_point_just_outside_goes_to_the_nearest_microgrid(route, district, microgrids):
-    point = _outward(district, 60)
+    point = point_outside(district, 60)
     body = route(point.x, point.y).get_json()
     assert body["method"] == "nearest"
     assert 30 < body["distance_m"] <= 61
@@ -131,14 +127,14 @@ def test_point_just_outside_goes_to_the_nearest_microgrid(route, district, micro
 
 
 def test_point_far_outside_is_unrouted(route, district):
-    point = _outward(district, 5_000)
+    point = point_outside(district, 5_000)
     body = route(point.x, point.y).get_json()
     assert body["method"] == "unrouted"
     assert body["grid"] is None
 
 
 def test_nearest_distance_limit_is_configurable(app, route, district):
-    point = _outward(district, 60)
+    point = point_outside(district, 60)
     app.config["ROUTING_NEAREST_MAX_M"] = 10
     try:
         assert route(point.x, point.y).get_json()["method"] == "unrouted"
