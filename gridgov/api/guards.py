@@ -17,6 +17,8 @@ from werkzeug.exceptions import NotFound, UnprocessableEntity
 NUL = "\x00"
 JSON_NUL = b"\\u0000"
 MESSAGE = "Text must not contain NUL (U+0000) characters."
+# The bodies werkzeug turns into request.form.
+FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def register_input_guards(app: Flask) -> None:
@@ -30,7 +32,10 @@ def reject_nul_characters() -> None:
     if any(isinstance(v, str) and NUL in v for v in (request.view_args or {}).values()):
         raise NotFound()
     errors: dict[str, dict[str, list[str]]] = {}
-    for location, values in (("query", request.args), ("form", request.form)):
+    locations = [("query", request.args)]
+    if request.mimetype in FORM_MIMETYPES:  # request.form would parse any other body for nothing
+        locations.append(("form", request.form))
+    for location, values in locations:
         for name in values:
             if any(NUL in value for value in values.getlist(name)):
                 errors.setdefault(location, {})[name] = [MESSAGE]

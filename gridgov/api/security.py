@@ -1,9 +1,11 @@
 """Who is calling: the token gate in front of every endpoint, the current user and roles."""
 
+import time
 from datetime import timedelta
 
-from flask import Flask, g, request
-from flask_jwt_extended import get_jwt, get_jwt_identity, verify_jwt_in_request
+from flask import Flask, current_app, g, request
+from flask.sessions import SessionInterface
+from flask_jwt_extended import get_jwt, get_jwt_header, get_jwt_identity, verify_jwt_in_request
 
 from gridgov.api.errors import error_response
 from gridgov.errors import Forbidden
@@ -32,6 +34,8 @@ PUBLIC_ENDPOINTS = {
     "web.map_page",
     "web.static",
 }
+# Where each app keeps the access tokens it has verified (one cache per app, so per secret).
+VERIFIED_TOKENS_KEY = "gridgov_verified_tokens"
 # Endpoints that check a token of their own kind (the refresh token).
 SELF_CHECKED_ENDPOINTS = {"auth.refresh"}
 
@@ -41,11 +45,39 @@ def register_security(app: Flask) -> None:
     app.config.setdefault("JWT_SECRET_KEY", app.config["SECRET_KEY"])
     app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=app.config["ACCESS_TOKEN_MINUTES"])
     app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=app.config["REFRESH_TOKEN_DAYS"])
+    app.session_interface = TokenOnlySessions()
+    app.extensions[VERIFIED_TOKENS_KEY] = VerifiedTokens()
     jwt.init_app(app)
     limiter.init_app(app)
+    _check_limits_only_where_declared(app)
     _register_token_errors()
     app.before_request(_remember_origin)
     app.before_request(_require_token)
+
+
+class TokenOnlySessions(SessionInterface):
+    """No cookie session: a caller is known by its bearer token alone.
+
+    Flask's default opens a signed-cookie session on every request once SECRET_KEY is set.
+    Nothing here uses flask.session (writing to it now raises), so none is opened or sent.
+    """
+
+    def open_session(self, app, request):
+        """The null session, always."""
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:
+        """Nothing to save."""
+
+
+def _check_limits_only_where_declared(app: Flask) -> None:
+    # flask-limiter looks at every request in a before_request hook, for default, application
+    # and blueprint limits. gridgov declares none of those: its limits are per endpoint
+    # (@limiter.limit on login), and those decorators check the limit themselves. The hook
+    # cost about 0.1 ms on every request, the largest fixed cost of a routing lookup.
+    if app.config.get("RATELIMIT_DEFAULT") or app.config.get("RATELIMIT_APPLICATION"):
+        return
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
 
 
 def _remember_origin() -> None:
@@ -57,7 +89,52 @@ def _require_token() -> None:
     endpoint = request.endpoint
     if endpoint is None or endpoint in PUBLIC_ENDPOINTS or endpoint in SELF_CHECKED_ENDPOINTS:
         return  # unknown URLs fall through to the 404 envelope
+    verified_tokens = current_app.extensions[VERIFIED_TOKENS_KEY]
+    authorization = request.headers.get("Authorization")
+    if authorization is not None and verified_tokens.restore(authorization):
+        return
     verify_jwt_in_request()
+    if authorization is not None:
+        verified_tokens.remember(authorization, get_jwt_header(), get_jwt())
+
+
+class VerifiedTokens:
+    """Access tokens this worker has already verified, until they expire.
+
+    A phone sends the same token with every request for its 15 minutes; checking its
+    signature each time (PyJWT parses it four times per request in flask-jwt-extended) was
+    the largest cost of a routing lookup. The key is the whole Authorization header, so only
+    the very same signed bytes match. Verification does not depend on anything else that can
+    change before `exp`: a deactivated user is refused when the user is loaded, as before.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: dict[str, tuple[dict, dict]] = {}
+        self._max_entries = max_entries
+
+    def remember(self, authorization: str, header: dict, claims: dict) -> None:
+        """Keep a verified token's header and claims (forget them all when full)."""
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()  # rare: a worker sees far fewer live tokens than this
+        self._entries[authorization] = (header, claims)
+
+    def restore(self, authorization: str) -> bool:
+        """Make a remembered, unexpired token the request's verified token; False if none."""
+        entry = self._entries.get(authorization)
+        if entry is None:
+            return False
+        header, claims = entry
+        if claims["exp"] <= time.time():
+            self._entries.pop(authorization, None)
+            return False  # flask-jwt-extended answers token_expired
+        # Where verify_jwt_in_request leaves its result for get_jwt() and friends (the
+        # extension has no hook for a cache; its version is pinned and every endpoint's tests
+        # read the claims through these names).
+        g._jwt_extended_jwt_user = {"loaded_user": None}
+        g._jwt_extended_jwt_header = header
+        g._jwt_extended_jwt = claims
+        g._jwt_extended_jwt_location = "headers"
+        return True
 
 
 def current_user() -> User:

@@ -1,7 +1,10 @@
 """Login, refresh, /me and the token gate."""
 
+import time
+
 import pytest
 
+from gridgov import create_app
 from gridgov.services.demo import DEMO_PASSWORD
 
 
@@ -101,3 +104,67 @@ def test_public_endpoints_need_no_token(client):
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/v1/openapi.json").status_code == 200
     assert client.get("/api/v1/docs").status_code == 200
+
+
+# Verified access tokens are remembered per app (gridgov/api/security.py): the same signed
+# bytes until they expire, nothing else.
+
+
+def _token(app, user, **kwargs) -> str:
+    from flask_jwt_extended import create_access_token
+
+    with app.app_context():
+        return create_access_token(
+            identity=str(user.id), additional_claims={"role": user.role}, **kwargs
+        )
+
+
+def test_a_remembered_token_still_expires(app, client, demo_users):
+    from datetime import timedelta
+
+    token = _token(app, demo_users["admin"], expires_delta=timedelta(seconds=2))
+    headers = {"Authorization": f"Bearer {token}"}
+    first = client.get("/api/v1/me", headers=headers)
+    assert first.status_code == 200
+    assert first.get_json()["username"] == "admin"
+    time.sleep(2.1)
+    assert client.get("/api/v1/me", headers=headers).get_json()["error"] == "token_expired"
+
+
+def test_a_remembered_token_gives_its_own_claims(client, app, demo_users):
+    for username in ("admin", "grid_worker", "admin", "grid_worker"):
+        headers = {"Authorization": f"Bearer {_token(app, demo_users[username])}"}
+        for _ in range(2):  # verified, then remembered
+            assert client.get("/api/v1/me", headers=headers).get_json()["username"] == username
+
+
+def test_a_forged_signature_is_refused_after_the_real_token_was_seen(client, app, demo_users):
+    token = _token(app, demo_users["grid_worker"])
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload}.{signature[::-1]}"
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_invalid"
+
+
+def test_another_app_with_another_secret_does_not_trust_tokens_seen_here(app, client, demo_users):
+    token = _token(app, demo_users["grid_worker"])
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    other = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "SECRET_KEY": "another-deployment-another-secret-of-32-bytes-or-more",
+        }
+    )
+    response = other.test_client().get(
+        "/api/v1/route?lon=121.55&lat=29.83", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_invalid"
+
+
+def test_responses_set_no_cookie(client, auth):
+    assert "Set-Cookie" not in login(client, "grid_worker").headers
+    assert "Set-Cookie" not in client.get("/api/v1/me", headers=auth("grid_worker")).headers
