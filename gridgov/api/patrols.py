@@ -23,7 +23,7 @@ blp = Blueprint(
     "patrols", __name__, url_prefix="/api/v1/patrols", description="Workers' patrols and tracks."
 )
 
-NOT_FOUND_DOC = "No such patrol of yours (`patrol_not_found`)."
+NOT_FOUND_DOC = "No such patrol you may read (`patrol_not_found`)."
 
 
 @blp.route("", methods=["POST"])
@@ -75,21 +75,23 @@ def finish_patrol(args, patrol_id):
 @blp.response(200, PatrolSummarySchema)
 @blp.alt_response(404, description=NOT_FOUND_DOC)
 def get_patrol(patrol_id):
-    """One patrol: the owner's, or any for an admin."""
-    user = current_user()
-    worker_id = None if user.role == "admin" else user.id
-    return patrol_service.get_patrol(db.session, patrol_id=patrol_id, worker_id=worker_id)
+    """One patrol: one's own, any for an admin, those walked in one's areas for a supervisor."""
+    return patrol_service.get_patrol(db.session, patrol_id=patrol_id, viewer=current_user())
 
 
 @blp.route("")
 @blp.arguments(PatrolListQuerySchema, location="query")
 @blp.response(200, PatrolPageSchema)
 def list_patrols(args):
-    """The caller's own patrols, newest first."""
+    """The caller's patrols, or with `user` those of that user the caller may read."""
     limit = page_limit(args)
     after = _decode_position(args["cursor"]) if "cursor" in args else None
     page = patrol_service.list_patrols(
-        db.session, worker_id=current_user().id, after=after, limit=limit
+        db.session,
+        viewer=current_user(),
+        worker_id=args.get("user"),
+        after=after,
+        limit=limit,
     )
     next_cursor = None
     if page.has_more:

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, post_load, pre_load, validate
 
-from gridgov.schemas.common import PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, PageQuerySchema
 from gridgov.schemas.location import LocationSchema
 from gridgov.services.patrols import MAX_POINTS_PER_UPLOAD, TrackFix, too_many_points
 
@@ -99,7 +99,13 @@ class TrackResultSchema(Schema):
 
 
 class PatrolListQuerySchema(PageQuerySchema):
-    pass
+    user = fields.Integer(
+        validate=validate.Range(min=1, max=INT32_MAX),
+        metadata={
+            "description": "This user's patrols (default: yours): any for an admin; for a"
+            " supervisor, those started while the user was on duty in the supervisor's areas."
+        },
+    )
 
 
 class PatrolPageSchema(Schema):

@@ -39,7 +39,8 @@ from sqlalchemy.orm import Session, aliased
 
 from geo.codes import LEVEL_CODE_LENGTH
 from gridgov.errors import Conflict, NotFound, ValidationFailed
-from gridgov.models import Area, Assignment, Patrol, TrackPoint
+from gridgov.models import Area, Assignment, Patrol, TrackPoint, User
+from gridgov.services.scope import patrol_scope
 from gridgov.services.users import active_assignment_filter
 from gridgov.spatial import SRID
 
@@ -208,12 +209,11 @@ def finish_patrol(
     return _view(session, patrol, points=points)
 
 
-def get_patrol(session: Session, *, patrol_id: int, worker_id: int | None) -> PatrolView:
-    """One patrol, restricted to `worker_id`'s own unless it is None; else patrol_not_found."""
-    query = select(Patrol).where(Patrol.id == patrol_id)
-    if worker_id is not None:
-        query = query.where(Patrol.worker_id == worker_id)
-    patrol = session.scalar(query)
+def get_patrol(session: Session, *, patrol_id: int, viewer: User) -> PatrolView:
+    """One patrol `viewer` may read (services/scope.py); else patrol_not_found."""
+    patrol = session.scalar(
+        select(Patrol).where(Patrol.id == patrol_id, patrol_scope(session, user=viewer))
+    )
     if patrol is None:
         raise _not_found(patrol_id)
     return _view(session, patrol)
@@ -222,14 +222,20 @@ def get_patrol(session: Session, *, patrol_id: int, worker_id: int | None) -> Pa
 def list_patrols(
     session: Session,
     *,
-    worker_id: int,
+    viewer: User,
+    worker_id: int | None = None,
     after: tuple[datetime, int] | None = None,
     limit: int = 50,
 ) -> PatrolPage:
-    """The worker's patrols newest first (started_at, id descending), keyset-paged by `after`."""
+    """Patrols newest first (started_at, id descending), keyset-paged by `after`.
+
+    The viewer's own, or with `worker_id` that worker's that the viewer may read (none when
+    the viewer may read none of them: a guessed id reveals nothing).
+    """
     query = (
         select(Patrol, _point_count_sql(Patrol.id))
-        .where(Patrol.worker_id == worker_id)
+        .where(Patrol.worker_id == (viewer.id if worker_id is None else worker_id))
+        .where(patrol_scope(session, user=viewer))
         .order_by(Patrol.started_at.desc(), Patrol.id.desc())
         .limit(limit + 1)
     )

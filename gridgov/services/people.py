@@ -34,6 +34,7 @@ from gridgov.errors import AreaNotFound, Conflict, Forbidden, NotFound, Validati
 from gridgov.models import ROLES, Area, Assignment, User
 from gridgov.services import audit, tokens
 from gridgov.services.passwords import hash_password
+from gridgov.services.scope import area_in_subtree, on_duty_under
 from gridgov.services.users import active_assignment_filter, assigned_area_codes
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
@@ -159,30 +160,13 @@ def _user_target(user: User) -> str:
 # --- scope ----------------------------------------------------------------------------------
 
 
-def _in_subtree(prefixes: list[str]) -> ColumnElement[bool]:
-    """SQL condition: Area.code at or under one of the area codes in `prefixes`."""
-    if not prefixes:
-        return false()
-    return or_(*(Area.code.startswith(prefix, autoescape=True) for prefix in prefixes))
-
-
-def _assigned_now_under(prefixes: list[str], now: datetime) -> ColumnElement[bool]:
-    """SQL condition on User: assigned now to an area under one of `prefixes`."""
-    return (
-        select(Assignment.id)
-        .join(Area, Area.id == Assignment.area_id)
-        .where(Assignment.user_id == User.id, active_assignment_filter(now), _in_subtree(prefixes))
-        .exists()
-    )
-
-
 def _user_scope(session: Session, viewer: User, now: datetime) -> ColumnElement[bool]:
     """SQL condition on User: the users `viewer` may read."""
     if viewer.role == "admin":
         return true()
     if viewer.role == "supervisor":
         prefixes = assigned_area_codes(session, user_id=viewer.id)
-        return or_(User.id == viewer.id, _assigned_now_under(prefixes, now))
+        return or_(User.id == viewer.id, on_duty_under(prefixes, User.id, at=now))
     return User.id == viewer.id
 
 
@@ -238,7 +222,7 @@ def list_users(
     if role:
         query = query.where(User.role == role)
     if area_code:
-        query = query.where(_assigned_now_under([area_code], now))
+        query = query.where(on_duty_under([area_code], User.id, at=now))
     if active is not None:
         query = query.where(User.is_active.is_(active))
     if q:
@@ -483,11 +467,11 @@ def list_assignments(
         .order_by(Assignment.id)
     )
     if viewer.role == "supervisor":
-        query = query.where(_in_subtree(assigned_area_codes(session, user_id=viewer.id)))
+        query = query.where(area_in_subtree(assigned_area_codes(session, user_id=viewer.id)))
     if user_id is not None:
         query = query.where(Assignment.user_id == user_id)
     if area_code:
-        query = query.where(_in_subtree([area_code]))
+        query = query.where(area_in_subtree([area_code]))
     if active is True:
         query = query.where(active_assignment_filter(now))
     elif active is False:

@@ -5,18 +5,22 @@
 - worker: incidents in the subtree of their assigned grids/micro-grids, plus the ones they
   reported or currently hold.
 
+Patrols: their worker and admins see them all; a supervisor also sees the patrols of anyone
+who was on duty in the subtree of the supervisor's areas when the patrol started.
+
 An incident stores its area at every level, so "in the subtree of area A at level L" is
 simply `incident.<L>_id = A.id`: no spatial query and no recursion.
 """
 
 from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from gridgov.errors import NotFound
-from gridgov.models import Area, Assignment, Incident, User
-from gridgov.services.users import active_assignment_filter
+from gridgov.models import Area, Assignment, Incident, Patrol, User
+from gridgov.services.users import active_assignment_filter, assigned_area_codes
 
 LEVEL_COLUMNS = {
     "district": Incident.district_id,
@@ -59,3 +63,39 @@ def get_visible_incident(session: Session, *, user: User, incident_id: int) -> I
     if incident is None:
         raise NotFound(f"No incident {incident_id}.", code="incident_not_found")
     return incident
+
+
+def area_in_subtree(prefixes: list[str]) -> ColumnElement[bool]:
+    """SQL condition: Area.code at or under one of the area codes in `prefixes`."""
+    if not prefixes:
+        return false()
+    return or_(*(Area.code.startswith(prefix, autoescape=True) for prefix in prefixes))
+
+
+def on_duty_under(
+    prefixes: list[str],
+    user_id: ColumnElement[int],
+    at: datetime | ColumnElement[datetime] | None = None,
+) -> ColumnElement[bool]:
+    """SQL condition: user `user_id` had an assignment under `prefixes` active at `at`."""
+    return (
+        select(Assignment.id)
+        .join(Area, Area.id == Assignment.area_id)
+        .where(
+            Assignment.user_id == user_id, active_assignment_filter(at), area_in_subtree(prefixes)
+        )
+        .exists()
+    )
+
+
+def patrol_scope(session: Session, *, user: User) -> ColumnElement[bool]:
+    """SQL condition selecting the patrols `user` may read."""
+    if user.role == "admin":
+        return true()
+    own = Patrol.worker_id == user.id
+    if user.role != "supervisor":
+        return own
+    prefixes = assigned_area_codes(session, user_id=user.id)
+    # When the patrol started, not now: a worker who moved on leaves their old patrols with
+    # the supervisor of the area they walked.
+    return or_(own, on_duty_under(prefixes, Patrol.worker_id, at=Patrol.started_at))

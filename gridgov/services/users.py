@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from gridgov.errors import Unauthorized
@@ -44,9 +44,9 @@ def get_active_user(session: Session, *, user_id: int) -> User:
     return user
 
 
-def active_assignment_filter(now: datetime | None = None):
-    """SQL condition: an assignment active at `now` (default: the present)."""
-    now = now or datetime.now(UTC)
+def active_assignment_filter(now: datetime | ColumnElement[datetime] | None = None):
+    """SQL condition: an assignment active at `now`: the present, an instant or a column."""
+    now = datetime.now(UTC) if now is None else now
     return (Assignment.active_from <= now) & or_(
         Assignment.active_to.is_(None), Assignment.active_to > now
     )

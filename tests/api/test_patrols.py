@@ -14,6 +14,8 @@ from gridgov.errors import ValidationFailed
 from gridgov.extensions import db
 from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import patrols as patrol_service
+from tests.factories import make_assignment, make_user
+from tests.helpers import bearer
 
 WORKER_MICROGRID = "330212001001001001"  # grid_worker's assignment
 HEAD_GRID = "330212001001001"  # grid_head's assignment: three micro-grids
@@ -587,6 +589,69 @@ def test_a_forged_cursor_is_422(client, auth, cursor):
     response = client.get(f"/api/v1/patrols?cursor={cursor}", headers=auth("grid_worker"))
     assert response.status_code == 422
     assert response.get_json()["error"] == "invalid_cursor"
+
+
+# --- who may read a patrol: its worker, admins, supervisors of where it was walked ----------
+
+TOWN = "330212001"  # town_supervisor's town
+OTHER_TOWN = "330212002"
+OTHER_TOWN_MICROGRID = "330212002001001001"
+
+
+def visible(client, headers, patrol_id, user_id) -> tuple[int, list[int]]:
+    """(status of GET /patrols/{id}, ids listed by GET /patrols?user=) for `headers`."""
+    one = client.get(f"/api/v1/patrols/{patrol_id}", headers=headers)
+    listed = client.get(f"/api/v1/patrols?user={user_id}", headers=headers)
+    assert listed.status_code == 200
+    return one.status_code, [item["id"] for item in listed.get_json()["items"]]
+
+
+def test_supervisors_read_the_patrols_walked_in_their_areas(app, client, auth, db_session):
+    worker = make_user(db_session, username="walker", area_code=WORKER_MICROGRID)
+    patrol = started(client, bearer(app, worker))
+    other_supervisor = make_user(
+        db_session, username="other_town_chief", role="supervisor", area_code=OTHER_TOWN
+    )
+    for headers in (auth("town_supervisor"), auth("district_supervisor"), auth("admin")):
+        assert visible(client, headers, patrol["id"], worker.id) == (200, [patrol["id"]])
+    for headers in (bearer(app, other_supervisor), auth("grid_head"), auth("grid_worker")):
+        assert visible(client, headers, patrol["id"], worker.id) == (404, [])
+    # the worker's own list is unchanged by all this
+    assert visible(client, bearer(app, worker), patrol["id"], worker.id) == (200, [patrol["id"]])
+    assert client.get("/api/v1/patrols", headers=bearer(app, worker)).get_json()["items"]
+
+
+def test_a_patrol_stays_with_the_area_its_worker_was_on_duty_in(app, client, db_session):
+    now = datetime.now(UTC)
+    worker = make_user(db_session, username="mover")
+    make_assignment(
+        db_session,
+        user=worker,
+        area_code=WORKER_MICROGRID,
+        active_from=now - timedelta(days=3),
+        active_to=now - timedelta(days=1),
+    )
+    make_assignment(
+        db_session, user=worker, area_code=OTHER_TOWN_MICROGRID, active_from=now - timedelta(days=1)
+    )
+    headers = bearer(app, worker)
+    before = started(client, headers, client_id="old", started_at=now - timedelta(days=2))
+    after = started(client, headers, client_id="new", started_at=now - timedelta(hours=1))
+    chiefs = {
+        code: make_user(db_session, username=f"chief_{code}", role="supervisor", area_code=code)
+        for code in (TOWN, OTHER_TOWN)
+    }
+    old_town, new_town = bearer(app, chiefs[TOWN]), bearer(app, chiefs[OTHER_TOWN])
+    assert visible(client, old_town, before["id"], worker.id) == (200, [before["id"]])
+    assert visible(client, old_town, after["id"], worker.id)[0] == 404
+    assert visible(client, new_town, after["id"], worker.id) == (200, [after["id"]])
+    assert visible(client, new_town, before["id"], worker.id)[0] == 404
+
+
+@pytest.mark.parametrize("user", ["0", "-1", "abc", str(2**31)])
+def test_a_bad_user_filter_is_422(client, auth, user):
+    response = client.get(f"/api/v1/patrols?user={user}", headers=auth("town_supervisor"))
+    assert response.status_code == 422
 
 
 # --- the service the incident intake uses ---------------------------------------------------
