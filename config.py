@@ -47,6 +47,8 @@ class Config:
     LOGIN_RATE_LIMIT_PER_USERNAME = os.environ.get(
         "GRIDGOV_LOGIN_RATE_LIMIT_PER_USERNAME", "10/minute"
     )
+    # Open311's public reads (no token) per client address.
+    OPEN311_READ_RATE_LIMIT = os.environ.get("GRIDGOV_OPEN311_READ_RATE_LIMIT", "120/minute")
 
     # OpenAPI document and docs page (assets served by the app, see gridgov/api/docs.py).
     API_TITLE = "gridgov"
@@ -98,9 +100,10 @@ class DevelopmentConfig(Config):
 class TestConfig(Config):
     ENV_NAME = "test"
     TESTING = True
-    # Tests log in many times from one address; the rate-limit tests lower these.
+    # Tests log in and read Open311 many times from one address; rate-limit tests lower these.
     LOGIN_RATE_LIMIT_PER_IP = "100000/minute"
     LOGIN_RATE_LIMIT_PER_USERNAME = "100000/minute"
+    OPEN311_READ_RATE_LIMIT = "100000/minute"
     SECRET_KEY = "test-secret-key-of-at-least-32-bytes!!"
 
 

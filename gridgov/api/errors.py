@@ -88,7 +88,7 @@ def handle_http_exception(exc: HTTPException):
     if status == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
     if isinstance(exc, RateLimitExceeded):
-        headers["Retry-After"] = str(_seconds_until_reset())
+        headers["Retry-After"] = str(retry_after_seconds())
     return error_response(
         status,
         error=error,
@@ -99,7 +99,8 @@ def handle_http_exception(exc: HTTPException):
     )
 
 
-def _seconds_until_reset() -> int:
+def retry_after_seconds() -> int:
+    """Seconds until the rate limit just exceeded lets the caller in again."""
     # flask-limiter's own headers are off: it would put its window's Retry-After on every
     # answer of a limited route, a 503 included. Only a 429 carries it, computed here.
     limit = limiter.current_limit

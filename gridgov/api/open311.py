@@ -20,9 +20,10 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from gridgov.api.errors import retry_after_seconds
 from gridgov.api.incidents import intake_settings, work_calendar
 from gridgov.errors import DomainError
-from gridgov.extensions import db
+from gridgov.extensions import db, limiter
 from gridgov.schemas.open311 import ServiceRequestFormSchema, ServiceRequestsQuerySchema
 from gridgov.services import open311 as open311_service
 
@@ -44,6 +45,11 @@ DEFAULT_KEY_SERVICE = (
 )
 
 blp = Blueprint("open311", __name__, url_prefix=PREFIX)
+# Reads need no key, so they are limited per client address (OPEN311_READ_RATE_LIMIT), all
+# read endpoints together; an over-eager client gets 429 with Retry-After.
+public_read_limit = limiter.shared_limit(
+    lambda: current_app.config["OPEN311_READ_RATE_LIMIT"], scope="open311-read"
+)
 
 
 def _tz():
@@ -85,6 +91,7 @@ def _error_format() -> str:
 
 
 @blp.get(f"/discovery.{FMT}")
+@public_read_limit
 def discovery(fmt):
     """Service Discovery: where the GeoReport v2 endpoint is and what it speaks."""
     config = current_app.config
@@ -99,6 +106,7 @@ def discovery(fmt):
 
 
 @blp.get(f"/services.{FMT}")
+@public_read_limit
 def services(fmt):
     """GET Service List: the active categories."""
     documents = [s.document() for s in open311_service.list_services(db.session)]
@@ -106,6 +114,7 @@ def services(fmt):
 
 
 @blp.get(f"/services/<service_code>.{FMT}")
+@public_read_limit
 def service_definition(service_code, fmt):
     """GET Service Definition: a service's attributes."""
     service = open311_service.get_service(db.session, code=service_code)
@@ -141,6 +150,7 @@ def create_request(fmt):
 
 
 @blp.get(f"/requests.{FMT}")
+@public_read_limit
 def list_requests(fmt):
     """GET Service Requests: public requests by the spec's filters (90 days, 1000 at most)."""
     try:
@@ -153,6 +163,7 @@ def list_requests(fmt):
 
 
 @blp.get(f"/requests/<request_id>.{FMT}")
+@public_read_limit
 def get_request(request_id, fmt):
     """GET Service Request: one public request."""
     if not request_id.isascii() or not request_id.isdigit() or len(request_id) > 18:
@@ -196,6 +207,8 @@ def _http_error(error: HTTPException):
     headers = {}
     if status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
+    if status == 429:
+        headers["Retry-After"] = str(retry_after_seconds())
     return error_response(status, error.description or "Error.", headers=headers)
 
 

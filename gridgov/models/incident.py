@@ -182,6 +182,13 @@ class Incident(CreatedAtMixin, Base):
         ),
         # Monthly indicators select the reports of a period.
         Index("ix_incident_created_at", "created_at"),
+        # Open311's public list reads only its own channel's requests, newest first.
+        Index(
+            "ix_incident_open311_created",
+            "created_at",
+            "id",
+            postgresql_where=text("source = 'open311'"),
+        ),
         # The escalation job and the overdue filter scan open cases by deadline.
         Index(
             "ix_incident_open_deadline",

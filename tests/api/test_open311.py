@@ -980,3 +980,36 @@ def test_cli_add_client_prints_a_working_key_once(app, client, db_session, spot)
     assert client.post(f"{BASE}/requests.xml", data=form).status_code == 201
     again = runner.invoke(args=["open311", "add-client", "甬城办事"])
     assert again.exit_code != 0 and "exists already" in again.output
+
+
+@pytest.fixture
+def open311_read_limit(app):
+    """Fresh counters, and the test config's read limit put back afterwards."""
+    from gridgov.extensions import limiter
+
+    saved = app.config["OPEN311_READ_RATE_LIMIT"]
+    limiter.reset()
+    yield app.config
+    app.config["OPEN311_READ_RATE_LIMIT"] = saved
+    limiter.reset()
+
+
+def test_public_reads_are_rate_limited_per_address_together(
+    client, post_request, open311_read_limit
+):
+    open311_read_limit["OPEN311_READ_RATE_LIMIT"] = "4/minute"
+    reads = [
+        f"{BASE}/discovery.json",
+        f"{BASE}/services.xml",
+        f"{BASE}/services/env_garbage.json",
+        f"{BASE}/requests.json",
+    ]
+    assert [client.get(path).status_code for path in reads] == [200, 200, 200, 200]
+    for fmt in ("json", "xml"):
+        blocked = client.get(f"{BASE}/requests/1.{fmt}")
+        assert_spec_error(blocked, 429, fmt)
+        assert int(blocked.headers["Retry-After"]) > 0
+    # another address has its own count; posting with an api_key is not a public read
+    other = client.get(f"{BASE}/services.json", environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 200
+    assert post_request().status_code == 201
