@@ -50,6 +50,15 @@ class Area(CreatedAtMixin, Base):
         CheckConstraint("ST_IsValid(boundary)", name="boundary_valid"),
         CheckConstraint("(parent_id IS NULL) = (level = 'district')", name="parent_iff_not_root"),
         Index("ix_area_boundary", "boundary", postgresql_using="gist"),
+        # Routing and re-routing look only at current micro-grids: their own GiST index keeps
+        # towns, grids and retired areas out of every point lookup (a probe returned seven
+        # areas to filter; now the micro-grid and its neighbours).
+        Index(
+            "ix_area_current_microgrid_boundary",
+            "boundary",
+            postgresql_using="gist",
+            postgresql_where=text("level = 'microgrid' AND retired_at IS NULL"),
+        ),
         Index("ix_area_level_code", "level", "code"),
         # Subtree lookups match code prefixes (code LIKE '330212001%').
         Index("ix_area_code_prefix", "code", postgresql_ops={"code": "text_pattern_ops"}),
