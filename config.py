@@ -28,6 +28,14 @@ class Config:
     MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
     # The ceiling over the per-endpoint limits (JSON 1 MiB, photos, change sets 64 MiB).
     MAX_CONTENT_LENGTH = _env_int("GRIDGOV_MAX_CONTENT_LENGTH", 64 * 1024 * 1024)
+    # Body limits (gridgov/api/http_policy.py): ordinary requests, boundary change sets.
+    MAX_JSON_BYTES = _env_int("GRIDGOV_MAX_JSON_BYTES", 1024 * 1024)
+    MAX_CHANGESET_BYTES = _env_int("GRIDGOV_MAX_CHANGESET_BYTES", 64 * 1024 * 1024)
+    # Browser origins allowed to call the API, comma separated; empty: none ('*' is refused).
+    CORS_ORIGINS = os.environ.get("GRIDGOV_CORS_ORIGINS", "")
+    # Log level; the format (GRIDGOV_LOG_FORMAT) is read by gridgov/logging_setup.py, since
+    # gunicorn's master needs it before any app exists.
+    LOG_LEVEL = os.environ.get("GRIDGOV_LOG_LEVEL", "INFO").upper()
 
     # Photos: the largest upload accepted, and where files are stored (by content hash).
     PHOTO_MAX_BYTES = _env_int("GRIDGOV_PHOTO_MAX_BYTES", 8 * 1024 * 1024)

@@ -1,7 +1,6 @@
 """gridgov: the backend of grid-based community governance (网格化管理)."""
 
 import logging
-import os
 from typing import Any
 
 from flask import Flask
@@ -33,7 +32,6 @@ def register_logging(app: Flask) -> None:
     from gridgov.logging_setup import configure_logging, default_log_format
 
     app.config.setdefault("LOG_FORMAT", default_log_format(app.config["ENV_NAME"]))
-    app.config.setdefault("LOG_LEVEL", os.environ.get("GRIDGOV_LOG_LEVEL", "INFO").upper())
     configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
     # Alembic announces each of its plugins at INFO when imported; that is noise here.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -27,7 +27,6 @@ cross-origin access at all. Tokens travel in the Authorization header, never in 
 credentials are not allowed.
 """
 
-import os
 
 from flask import Flask, Response, current_app, request
 from flask_cors import CORS
@@ -61,24 +60,17 @@ CORS_EXPOSE_HEADERS = ["ETag", "X-Request-ID"]
 CORS_MAX_AGE_SECONDS = 600
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
 def register_body_limits(app: Flask) -> None:
     """Set each request's body limit before any other hook runs (call it first).
 
     Any before_request hook may read the body (the input guards do); werkzeug applies the
     limit in force when the body is first read, so it must be set before all of them.
     """
-    app.config.setdefault("MAX_JSON_BYTES", _env_int("GRIDGOV_MAX_JSON_BYTES", 1 * MIB))
-    app.config.setdefault("MAX_CHANGESET_BYTES", _env_int("GRIDGOV_MAX_CHANGESET_BYTES", 64 * MIB))
     app.before_request(_set_body_limit)
 
 
 def register_http_policy(app: Flask) -> None:
     """Refuse oversized chunked bodies, add the security headers and (if configured) CORS."""
-    app.config.setdefault("CORS_ORIGINS", os.environ.get("GRIDGOV_CORS_ORIGINS", ""))
     # After the token gate: a body without Content-Length is only read for callers it let in.
     app.before_request(_refuse_oversized_stream)
     app.after_request(_security_headers)
