@@ -160,3 +160,26 @@ def test_only_a_429_carries_the_rate_limit_retry_after(client, rate_limited):
     second = login(client, "grid_worker")
     assert second.status_code == 429
     assert 1 <= int(second.headers["Retry-After"]) <= 60
+
+
+def test_configured_default_limits_are_still_checked_on_every_request(app):
+    # The app-wide limiter hook is dropped only while no default or application limits exist.
+    from gridgov import create_app
+
+    limited = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "RATELIMIT_DEFAULT": "2/minute",
+        }
+    )
+    client = limited.test_client()
+    limiter.reset()
+    try:
+        statuses = [
+            client.get("/healthz", environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code
+            for _ in range(3)
+        ]
+    finally:
+        limiter.reset()
+    assert statuses == [200, 200, 429]
