@@ -27,7 +27,6 @@ cross-origin access at all. Tokens travel in the Authorization header, never in 
 credentials are not allowed.
 """
 
-
 from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge

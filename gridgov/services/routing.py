@@ -72,7 +72,8 @@ JOIN area d ON d.id = t.parent_id
 class Executor(Protocol):
     """What runs the routing statement: the Session, or a lookup connection (gridgov.lookups)."""
 
-    def execute(self, statement: TextClause, params: dict[str, Any], /) -> Any: ...
+    def execute(self, statement: TextClause, params: dict[str, Any], /) -> Any:
+        """Run `statement`; the result gives rows as tuples through fetchone()."""
 
 
 @dataclass(frozen=True)
