@@ -2,7 +2,7 @@
 
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -16,6 +16,7 @@ from gridgov.extensions import db
 from gridgov.services import boundaries as boundary_service
 from gridgov.services import demo as demo_service
 from gridgov.services import open311 as open311_service
+from gridgov.services import photos as photo_service
 from gridgov.services import workflow
 from gridgov.services.calendar import load_calendar
 
@@ -154,6 +155,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(incidents_cli)
     app.cli.add_command(boundaries_cli)
     app.cli.add_command(open311_cli)
+    app.cli.add_command(photos_cli)
 
 
 open311_cli = AppGroup("open311", help="Open311 GeoReport v2 integration clients.")
@@ -179,3 +181,38 @@ def add_open311_client(name: str, jurisdiction: str) -> None:
     )
     click.echo(f"api_key: {created.api_key}")
     click.echo("Store it now: only its sha256 is kept, it cannot be shown again.")
+
+
+photos_cli = AppGroup("photos", help="Stored photo files.")
+
+
+@photos_cli.command("prune")
+@click.option(
+    "--older-than-hours",
+    type=click.FloatRange(min=1),
+    default=24,
+    show_default=True,
+    help="Grace period: younger files may belong to an upload still being saved.",
+)
+@click.option("--apply", "apply_", is_flag=True, help="Delete them (default: only list).")
+def prune_photos(older_than_hours: float, apply_: bool) -> None:
+    """Photo files no photo row refers to (an upload whose save failed), and interrupted writes."""
+    upload_dir = Path(current_app.config["UPLOAD_DIR"])
+    older_than = datetime.now(UTC) - timedelta(hours=older_than_hours)
+    found = photo_service.find_orphan_files(
+        db.session, upload_dir=upload_dir, older_than=older_than
+    )
+    db.session.rollback()  # read only
+    for path in found.paths:
+        click.echo(f"  {path.relative_to(upload_dir)} ({path.stat().st_size} bytes)")
+    size = sum(path.stat().st_size for path in found.paths)
+    click.echo(
+        f"photos: {len(found.unreferenced)} unreferenced files and {len(found.temporaries)}"
+        f" interrupted writes older than {older_than_hours:g} h in {upload_dir}"
+        f" ({size / 1e6:.1f} MB)"
+    )
+    if not apply_:
+        click.echo("photos: dry run, nothing deleted (--apply deletes them)")
+        return
+    deleted = photo_service.delete_files(found.paths, older_than=older_than)
+    click.echo(f"photos: deleted {deleted} files")

@@ -6,6 +6,12 @@ Pillow must recognise the format and decode the whole image, so a valid header f
 garbage is refused. Files are stored content-addressed under the upload folder as
 `<sha256[:2]>/<sha256>.<ext>`, written atomically; the same bytes uploaded twice share one file
 but get a Photo row each. Nothing is stripped or re-encoded.
+
+The file is written before the row commits, so an upload whose transaction fails leaves a file
+no row refers to; `flask photos prune` finds such files once they are older than a grace
+period (an upload still in flight is younger) and deletes them on request. Storing bytes that
+are already on disk refreshes the file's time, so a file an upload has just reused is young
+again and kept.
 """
 
 import hashlib
@@ -17,6 +23,7 @@ import tempfile
 import uuid
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from PIL import Image
@@ -58,6 +65,9 @@ MAX_FRAMES = 4
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 
 PHOTO_ID = re.compile(r"^[0-9a-f]{32}$")
+# A stored file, relative to the upload folder, and an interrupted atomic write's temporary.
+STORED_FILE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]+$")
+TEMPORARY_FILE = re.compile(r"^[0-9a-f]{2}/\.upload-[^/]*\.tmp$")
 
 
 class PhotoTooLarge(PayloadTooLarge):
@@ -277,6 +287,7 @@ def _accepted_types() -> set[str]:
 def _write_once(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically unless the file is already there (same hash)."""
     if path.is_file() and path.stat().st_size == len(data):
+        os.utime(path)  # young again: `photos prune` leaves it to the upload reusing it
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".tmp")
@@ -289,3 +300,56 @@ def _write_once(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class OrphanFiles:
+    """Files under the upload folder that no photo row refers to, older than a cutoff."""
+
+    unreferenced: list[Path]
+    temporaries: list[Path]
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every file found."""
+        return [*self.unreferenced, *self.temporaries]
+
+
+def find_orphan_files(session: Session, *, upload_dir: Path, older_than: datetime) -> OrphanFiles:
+    """Stored files no photo row refers to, and interrupted writes, last changed before
+    `older_than`; files not named by the storage scheme are never listed."""
+    root = Path(upload_dir)
+    if not root.is_dir():
+        return OrphanFiles([], [])
+    cutoff = older_than.timestamp()
+    stored, temporaries = [], []
+    for path in sorted(root.glob("*/*")):
+        relative = path.relative_to(root).as_posix()
+        if not path.is_file() or path.stat().st_mtime >= cutoff:
+            continue
+        if STORED_FILE.match(relative):
+            stored.append((relative, path))
+        elif TEMPORARY_FILE.match(relative):
+            temporaries.append(path)
+    # One pass over the rows (streamed), rather than one query per file.
+    referenced = set(
+        session.scalars(select(Photo.storage_path).distinct().execution_options(yield_per=10_000))
+    )
+    unreferenced = [path for relative, path in stored if relative not in referenced]
+    return OrphanFiles(unreferenced, temporaries)
+
+
+def delete_files(paths: list[Path], *, older_than: datetime) -> int:
+    """Delete those of `paths` still last changed before `older_than`; how many were deleted."""
+    cutoff = older_than.timestamp()
+    deleted = 0
+    for path in paths:
+        try:
+            # Checked again just before: an upload may have reused (touched) the file since.
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                deleted += 1
+        except FileNotFoundError:
+            continue
+    log.info("photos: deleted %d orphan files", deleted)
+    return deleted

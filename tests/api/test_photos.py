@@ -1,9 +1,12 @@
 """Photo upload and download: /api/v1/photos, and linking photos to incidents."""
 
+import hashlib
 import io
 import logging
+import os
 import random
 import struct
+import time
 import uuid
 import zlib
 
@@ -440,3 +443,67 @@ def test_openapi_documents_the_multipart_upload(client):
     body = spec["paths"]["/api/v1/photos"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body
     assert "/api/v1/photos/{photo_id}" in spec["paths"]
+
+
+# --- `flask photos prune`: files no photo row refers to ------------------------------------
+
+
+def _age(path, hours: float) -> None:
+    then = time.time() - hours * 3600
+    os.utime(path, (then, then))
+
+
+def _orphan(upload_dir, seed: int, hours_old: float):
+    data = image_bytes("JPEG", seed=seed)
+    digest = hashlib.sha256(data).hexdigest()
+    path = upload_dir / digest[:2] / f"{digest}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    _age(path, hours_old)
+    return path
+
+
+def test_prune_lists_then_deletes_only_old_unreferenced_files(app, client, auth, upload_dir):
+    headers = auth("grid_worker")
+    kept_id = upload_id(client, headers, seed=1)
+    (referenced,) = stored_files(upload_dir)
+    _age(referenced, 48)  # old, but a row refers to it
+    old_orphan = _orphan(upload_dir, seed=2, hours_old=48)
+    young_orphan = _orphan(upload_dir, seed=3, hours_old=1)  # maybe an upload in flight
+    interrupted = old_orphan.parent / ".upload-abc123.tmp"
+    interrupted.write_bytes(b"half a photo")
+    _age(interrupted, 48)
+    stranger = old_orphan.parent / "notes.txt"  # not ours to delete
+    stranger.write_text("left by an operator")
+    _age(stranger, 48)
+    runner = app.test_cli_runner()
+
+    dry = runner.invoke(args=["photos", "prune"])
+    assert dry.exit_code == 0, dry.output
+    assert "1 unreferenced files and 1 interrupted writes older than 24 h" in dry.output
+    assert old_orphan.name in dry.output and interrupted.name in dry.output
+    assert all(p.exists() for p in (old_orphan, interrupted, young_orphan, stranger))
+
+    applied = runner.invoke(args=["photos", "prune", "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert "deleted 2 files" in applied.output
+    assert not old_orphan.exists() and not interrupted.exists()
+    assert all(p.exists() for p in (referenced, young_orphan, stranger))
+    assert client.get(f"{URL}/{kept_id}", headers=headers).status_code == 200
+    # a shorter grace period reaches the younger orphan
+    shorter = runner.invoke(args=["photos", "prune", "--older-than-hours", "1", "--apply"])
+    assert "deleted 1 files" in shorter.output
+    assert not young_orphan.exists()
+
+
+def test_uploading_bytes_already_on_disk_makes_the_file_young_again(client, auth, upload_dir):
+    orphan = _orphan(upload_dir, seed=4, hours_old=48)
+    upload_id(client, auth("grid_worker"), seed=4)  # the same bytes: the file is reused
+    assert time.time() - orphan.stat().st_mtime < 60
+    assert stored_files(upload_dir) == [orphan]
+
+
+def test_prune_with_no_upload_folder_finds_nothing(app, upload_dir):
+    result = app.test_cli_runner().invoke(args=["photos", "prune", "--apply"])
+    assert result.exit_code == 0, result.output
+    assert "0 unreferenced files and 0 interrupted writes" in result.output
