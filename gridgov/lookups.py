@@ -79,21 +79,33 @@ class Lookups:
             engine = state["engine"] or _create_engine(state, current_app.config)
             try:
                 return _run_pooled(engine, lookup, kwargs)
-            except psycopg.OperationalError:
-                # Every idle connection is as dead as this one: start a new pool, try again.
+            except _ConnectionLost:
+                # The server went away (a restart): every idle connection is as dead as this
+                # one, so start a new pool and try once more.
                 engine.dispose()
                 return _run_pooled(engine, lookup, kwargs)
+        except _ConnectionLost as lost:
+            raise DBAPIError.instance(None, None, lost.error, psycopg.Error) from lost.error
         except psycopg.Error as exc:
             raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+
+
+class _ConnectionLost(Exception):
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _run_pooled(engine: Engine, lookup: Callable[..., T], kwargs: dict[str, Any]) -> T:
     pooled = engine.raw_connection()
     try:
         return lookup(LookupConnection(pooled.driver_connection), **kwargs)
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        # Only a lost connection is worth another try; a failing statement (a timeout, a
+        # bug) would fail again.
         if pooled.driver_connection.broken:
             pooled.invalidate()
+            raise _ConnectionLost(exc) from exc
         raise
     finally:
         pooled.close()

@@ -7,8 +7,10 @@ use the real pool, so they read only what the session fixture committed.
 
 import time
 
+import psycopg
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from gridgov import create_app
 from gridgov.extensions import db, lookups
@@ -20,6 +22,9 @@ from tests.helpers import bearer, point_outside
 SETTINGS = text("SELECT current_setting('plan_cache_mode'), pg_backend_pid()")
 SESSION_STATE = text("SELECT state FROM pg_stat_activity WHERE pid = :pid")
 BACKEND_PID = text("SELECT pg_backend_pid()")
+# For this session only: the pooled fixture disposes of the pool afterwards.
+SHORT_TIMEOUT = text("SELECT set_config('statement_timeout', '100', false)")
+SLEEP = text("SELECT pg_sleep(2)")
 MAX_NEAREST_M = 200.0
 
 
@@ -87,6 +92,22 @@ def test_a_dead_lookup_connection_is_replaced_and_the_lookup_retried(pooled, sam
     assert lookups.run(route, point=sample_points[0]).method == "covered"
     new_pid = lookups.run(lambda connection: connection.execute(BACKEND_PID, {}).fetchone()[0])
     assert new_pid != pid
+
+
+def test_a_failing_statement_on_a_live_connection_is_not_retried(pooled):
+    # Only a lost connection earns a second try: a timeout would just time out again.
+    lookups.run(lambda connection: connection.execute(SHORT_TIMEOUT, {}).fetchone())
+    calls = []
+
+    def slow(connection):
+        calls.append(connection)
+        return connection.execute(SLEEP, {}).fetchone()
+
+    with pytest.raises(OperationalError) as raised:
+        lookups.run(slow)
+    assert isinstance(raised.value.orig, psycopg.errors.QueryCanceled)
+    assert len(calls) == 1
+    assert lookups.run(lambda connection: connection.execute(BACKEND_PID, {}).fetchone()[0])
 
 
 def test_route_is_503_with_retry_after_when_the_database_is_unreachable(demo_users):
