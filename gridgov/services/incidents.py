@@ -230,10 +230,11 @@ class IncidentView:
 def incident_view(session: Session, *, incident: Incident) -> IncidentView:
     """Everything the API shows of one incident (a few primary-key lookups)."""
     point = from_db(incident.location)
+    # Names only: whole Area rows would bring their boundaries (the district's is large).
     refs = {
-        area.id: AreaRef(area.id, area.code, area.name)
-        for area in session.scalars(
-            select(Area).where(
+        area_id: AreaRef(area_id, code, name)
+        for area_id, code, name in session.execute(
+            select(Area.id, Area.code, Area.name).where(
                 Area.id.in_([incident_area_id(incident, level) for level in ROUTE_LEVELS])
             )
         )
