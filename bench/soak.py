@@ -8,7 +8,8 @@ It provides the database ``gridgov_soak`` (on a private cluster of its own in
 ``instance/soak/``, or on DATABASE_URL's server) with the small demo, serves the real app with
 gunicorn on a free 127.0.0.1 port, creates one worker per phone through the admin API and lets
 the phones report (single and batch uploads, retrying the same client_id and content after a
-timeout, a connection error or a 503, as a real phone does), patrol and read their tasks while a
+timeout, a connection error or a 503, as a real phone does), patrol, look up where they stand
+(GET /route) and read their tasks while a
 few supervisors move cases through the loop with If-Match. In the middle of the run the database
 is stopped (``pg_ctl stop -m fast``) and started again; the app is not restarted. Afterwards
 every report that was ever acknowledged is looked up in the database. Figures go to stdout and
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
@@ -78,6 +80,7 @@ KINDS = (
     "track",
     "patrol_finish",
     "tasks",
+    "route",
     "login",
     "list",
     "get",
@@ -86,10 +89,11 @@ KINDS = (
 # What a phone does on an iteration without a due retry (weights).
 # "login": the app was restarted on the phone and logs in again.
 PHONE_ACTIONS = (
-    ("report", 0.35),
+    ("report", 0.30),
     ("batch", 0.08),
-    ("track", 0.34),
-    ("tasks", 0.21),
+    ("track", 0.30),
+    ("tasks", 0.17),
+    ("route", 0.13),  # "you are in grid …" before a report: GET /route, the lookup pool
     ("login", 0.02),
 )
 MAX_BATCH_ITEMS = 100  # the API's limit; a phone's queue is uploaded in slices of this
@@ -630,6 +634,8 @@ class Phone:
             self.patrol_step()
         elif action == "login":
             self.relogin()
+        elif action == "route":
+            self.call("route", "GET", "/api/v1/route?" + urlencode(self._location()))
         else:
             self.call("tasks", "GET", "/api/v1/me/tasks")
 
