@@ -102,7 +102,7 @@ def _cell_text(value: str | None) -> str | None:
     return value
 
 
-def csv_chunks(rows: Iterator, *, tz: tzinfo) -> Iterator[bytes]:
+def csv_chunks(rows: Iterator, tz: tzinfo) -> Iterator[bytes]:
     """CSV bytes: UTF-8 with a BOM, a header row, then the rows, a chunk at a time."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180 line ends
@@ -120,7 +120,7 @@ def csv_chunks(rows: Iterator, *, tz: tzinfo) -> Iterator[bytes]:
     yield _drain(buffer)
 
 
-def geojson_chunks(rows: Iterator, *, tz: tzinfo) -> Iterator[bytes]:
+def geojson_chunks(rows: Iterator, tz: tzinfo) -> Iterator[bytes]:
     """A GeoJSON FeatureCollection (RFC 7946) written feature by feature."""
     yield b'{"type":"FeatureCollection","features":['
     parts: list[str] = []
