@@ -10,7 +10,8 @@ from config import Config, load_config
 
 def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     """Build the Flask app from a config class, a dict of overrides, or the environment."""
-    app = Flask(__name__)
+    # No app-wide /static route: the map page and the docs serve their own files.
+    app = Flask(__name__, static_folder=None)
     if isinstance(config, type):
         app.config.from_object(config)
     else:

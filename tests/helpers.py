@@ -4,6 +4,7 @@ import math
 
 from flask_jwt_extended import create_access_token
 from shapely import MultiPolygon, Point
+from sqlalchemy import text
 
 
 def bearer(app, user) -> dict[str, str]:
@@ -19,3 +20,30 @@ def point_outside(district: MultiPolygon, metres: float) -> Point:
     x, y = min(ring.coords, key=lambda xy: xy[0])
     metres_per_degree_lon = 111_320 * math.cos(math.radians(y))
     return Point(x - metres / metres_per_degree_lon, y)
+
+
+# `count` cases in one micro-grid, in one statement (client ids start with `prefix`); every
+# tenth is closed, every hundredth starts with a spreadsheet formula.
+BULK_INCIDENTS_SQL = text(
+    """
+    INSERT INTO incident (client_id, reporter_id, content_hash, category_id, priority,
+        description, status, occurred_at, location, input_lon, input_lat, input_crs,
+        routing_method, routing_candidates, microgrid_id, grid_id, community_id, town_id,
+        district_id, handling_level, closed_at, resolved_level)
+    SELECT CAST(:prefix AS text) || '-' || mg.code || '-' || n, :reporter,
+        md5(n::text) || md5(mg.code),
+        (SELECT id FROM category WHERE code = 'fire_corridor'), 'normal',
+        CASE WHEN n % 100 = 1 THEN '=HYPERLINK("http://example.invalid","点我")'
+             ELSE '第' || n || '号：' || :description || chr(10) || '第二行' END,
+        CASE WHEN n % 10 = 0 THEN 'closed' ELSE 'reported' END,
+        now(), ST_PointOnSurface(mg.boundary), ST_X(ST_PointOnSurface(mg.boundary)),
+        ST_Y(ST_PointOnSurface(mg.boundary)), 'wgs84', 'covered', 1, mg.id, grid.id,
+        community.id, town.id, town.parent_id, 'grid',
+        CASE WHEN n % 10 = 0 THEN now() END, CASE WHEN n % 10 = 0 THEN 'grid' END
+    FROM generate_series(1, :count) AS n, area mg
+    JOIN area grid ON grid.id = mg.parent_id
+    JOIN area community ON community.id = grid.parent_id
+    JOIN area town ON town.id = community.parent_id
+    WHERE mg.code = :microgrid
+    """
+)

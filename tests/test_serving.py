@@ -7,29 +7,17 @@ master gets SIGTERM; the request must still be answered, and gunicorn must exit 
 
 import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.server import GunicornServer, ServerFailed
 from tests.helpers import bearer
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SLOW_SECONDS = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 30):
@@ -38,60 +26,33 @@ def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 30):
         return response.status, dict(response.headers), response.read()
 
 
-def _wait_until_serving(base: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if _get(f"{base}/healthz", timeout=2)[0] == 200:
-                return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.2)
-    pytest.fail(f"gunicorn did not answer within 60 s:\n{log.read_text()}")
-
-
 @pytest.fixture
 def gunicorn(app, tmp_path):
     """(base URL, process, log file, marker file) of gunicorn started with gunicorn.conf.py."""
-    port = _free_port()
-    log = tmp_path / "gunicorn.log"
     marker = tmp_path / "slow-request-started"
-    env = {
-        **os.environ,
-        "GRIDGOV_ENV": "test",
-        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-        "GRIDGOV_BIND": f"127.0.0.1:{port}",
-        "GRIDGOV_WORKERS": "1",
-        "GRIDGOV_GRACEFUL_TIMEOUT": "15",
-        "GRIDGOV_LOG_FORMAT": "json",
-        "GRIDGOV_TEST_SLOW_MARKER": str(marker),
-        "GRIDGOV_TEST_SLOW_SECONDS": str(SLOW_SECONDS),
-    }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "gunicorn.conf.py",
-                "tests.serving_wsgi:app",
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    base = f"http://127.0.0.1:{port}"
+    server = GunicornServer(
+        database_url=app.config["SQLALCHEMY_DATABASE_URI"],
+        log_path=tmp_path / "gunicorn.log",
+        app="tests.serving_wsgi:app",
+        env={
+            "GRIDGOV_ENV": "test",
+            "GRIDGOV_WORKERS": "1",
+            "GRIDGOV_GRACEFUL_TIMEOUT": "15",
+            "GRIDGOV_LOG_LEVEL": "INFO",  # the readiness polls stay out of the access log
+            "GRIDGOV_TEST_SLOW_MARKER": str(marker),
+            "GRIDGOV_TEST_SLOW_SECONDS": str(SLOW_SECONDS),
+        },
+    )
     try:
-        _wait_until_serving(base, proc, log)
-        yield base, proc, log, marker
+        server.start()
+    except ServerFailed as error:
+        pytest.fail(str(error))
+    try:
+        yield server.base_url, server.process, server.log_path, marker
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=10)
 
 
 def _post_chunked(base: str, path: str, headers: dict[str, str], size: int):

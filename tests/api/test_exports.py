@@ -9,35 +9,13 @@ from sqlalchemy import func, select, text
 
 from gridgov.models import Area, Incident
 from gridgov.services import exports as export_service
+from tests.helpers import BULK_INCIDENTS_SQL
 
 FIRST_TOWN_MICROGRID = "330212001001001001"
 FIRST_TOWN = FIRST_TOWN_MICROGRID[:9]
 CSV_URL = "/api/v1/exports/incidents.csv"
 GEOJSON_URL = "/api/v1/exports/incidents.geojson"
 DESCRIPTION = '楼道堆放杂物，"纸箱"和旧家具,堵住安全出口'
-
-BULK_INSERT = text(
-    """
-    INSERT INTO incident (client_id, reporter_id, content_hash, category_id, priority,
-        description, status, occurred_at, location, input_lon, input_lat, input_crs,
-        routing_method, routing_candidates, microgrid_id, grid_id, community_id, town_id,
-        district_id, handling_level, closed_at, resolved_level)
-    SELECT 'export-' || mg.code || '-' || n, :reporter, md5(n::text) || md5(mg.code),
-        (SELECT id FROM category WHERE code = 'fire_corridor'), 'normal',
-        CASE WHEN n % 100 = 1 THEN '=HYPERLINK("http://example.invalid","点我")'
-             ELSE '第' || n || '号：' || :description || chr(10) || '第二行' END,
-        CASE WHEN n % 10 = 0 THEN 'closed' ELSE 'reported' END,
-        now(), ST_PointOnSurface(mg.boundary), ST_X(ST_PointOnSurface(mg.boundary)),
-        ST_Y(ST_PointOnSurface(mg.boundary)), 'wgs84', 'covered', 1, mg.id, grid.id,
-        community.id, town.id, town.parent_id, 'grid',
-        CASE WHEN n % 10 = 0 THEN now() END, CASE WHEN n % 10 = 0 THEN 'grid' END
-    FROM generate_series(1, :count) AS n, area mg
-    JOIN area grid ON grid.id = mg.parent_id
-    JOIN area community ON community.id = grid.parent_id
-    JOIN area town ON town.id = community.parent_id
-    WHERE mg.code = :microgrid
-    """
-)
 
 
 @pytest.fixture
@@ -51,12 +29,13 @@ def bulk(db_session, demo_users):
     reporter = demo_users["grid_worker"].id
     for microgrid, count in ((FIRST_TOWN_MICROGRID, 3000), (other_microgrid, 500)):
         db_session.execute(
-            BULK_INSERT,
+            BULK_INCIDENTS_SQL,
             {
                 "reporter": reporter,
                 "microgrid": microgrid,
                 "count": count,
                 "description": DESCRIPTION,
+                "prefix": "export",
             },
         )
     return {"other_town": other_microgrid[:9]}
