@@ -17,9 +17,6 @@ def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
     else:
         app.config.from_object(load_config())
         app.config.update(config or {})
-    # Chinese names stay readable in responses; keys keep the order the schemas give them.
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
     register_logging(app)
     register_request_context(app)
     register_database(app)

@@ -25,6 +25,7 @@ from gridgov.api import (
     tiles,
 )
 from gridgov.api.errors import register_error_handlers
+from gridgov.api.input import GridgovJSONProvider, GridgovRequest
 from gridgov.api.security import register_security
 from gridgov.schemas.errors import ErrorSchema
 
@@ -56,6 +57,10 @@ class GridgovApi(Api):
 
 def register_api(app: Flask) -> None:
     """Register the API blueprints, docs assets and error handlers on `app`."""
+    # Every JSON body is decoded by gridgov.api.input.decode_json (422, not 500, for valid JSON
+    # that cannot be held).
+    app.json = GridgovJSONProvider(app)
+    app.request_class = GridgovRequest
     # Before any blueprint: rules bind their converters when they are added.
     app.url_map.converters.update(converters.CONVERTERS)
     api = GridgovApi(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})

@@ -3,9 +3,8 @@
 import json
 from dataclasses import asdict
 
-from flask_smorest import Blueprint
-
 from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
+from gridgov.api.input import Blueprint
 from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.extensions import db
 from gridgov.schemas.areas import (

@@ -1,7 +1,6 @@
 """GET /api/v1/audit: the audit log (admin)."""
 
-from flask_smorest import Blueprint
-
+from gridgov.api.input import Blueprint
 from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.security import require_role
 from gridgov.extensions import db

@@ -10,9 +10,9 @@ from flask_jwt_extended import (
     get_jwt,
     jwt_required,
 )
-from flask_smorest import Blueprint
 from jwt import PyJWTError
 
+from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
 from gridgov.errors import Unauthorized
 from gridgov.extensions import db, limiter

@@ -1,8 +1,8 @@
 """Boundary administration: POST /api/v1/boundaries/changes (admin)."""
 
 from flask import current_app
-from flask_smorest import Blueprint
 
+from gridgov.api.input import Blueprint
 from gridgov.api.security import require_role
 from gridgov.extensions import db
 from gridgov.schemas.boundaries import (

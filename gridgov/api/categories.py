@@ -1,7 +1,6 @@
 """GET /api/v1/categories: what a phone shows in its report form."""
 
-from flask_smorest import Blueprint
-
+from gridgov.api.input import Blueprint
 from gridgov.extensions import db
 from gridgov.schemas.categories import CategoryListSchema
 from gridgov.services.categories import list_categories

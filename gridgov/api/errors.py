@@ -13,9 +13,10 @@ from typing import Any
 
 from flask import Flask, g, has_request_context, jsonify
 from flask_limiter.errors import RateLimitExceeded
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE
 from gridgov.errors import DomainError
 from gridgov.extensions import limiter
 
@@ -132,8 +133,17 @@ def handle_domain_error(exc: DomainError):
     )
 
 
+def handle_unconvertible_value(exc: Exception):
+    """A value that got past the schemas and could not be converted: 422, and a log line with
+    the traceback, which shows the schema that should have bounded it (gridgov/api/input.py)."""
+    log.warning("unconvertible input answered 422", exc_info=exc)
+    return error_response(422, message=UNCONVERTIBLE_VALUE)
+
+
 def handle_database_unavailable(exc: DBAPIError):
     """The database is unreachable (restart, failover): ask the client to retry."""
+    if isinstance(exc, DataError):  # a value the column cannot hold: the input's fault
+        return handle_unconvertible_value(exc)
     if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
         return handle_unexpected(exc)
     log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
@@ -157,4 +167,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(DBAPIError, handle_database_unavailable)
+    for error_class in CONVERSION_ERRORS:
+        app.register_error_handler(error_class, handle_unconvertible_value)
     app.register_error_handler(Exception, handle_unexpected)

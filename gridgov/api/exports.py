@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from flask import Response, stream_with_context
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from gridgov.api.incidents import incident_filters, work_calendar
+from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
 from gridgov.extensions import db
 from gridgov.schemas.incidents import IncidentListQuerySchema

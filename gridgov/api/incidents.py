@@ -1,14 +1,16 @@
 """Incident intake and reading: /api/v1/incidents."""
 
 import dataclasses
+import logging
 import re
 from datetime import timedelta
 
 from flask import current_app, request
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
+from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE, Blueprint, load_or_raise
 from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.routing import routing_body
 from gridgov.api.security import current_user
@@ -32,8 +34,11 @@ from gridgov.services import incidents as incident_service
 from gridgov.services.calendar import load_calendar
 from gridgov.services.scope import get_visible_incident
 
-# If-Match carries the ETag we issue: "<id>-<version>" (weak or strong).
-_ETAG = re.compile(r'^(?:W/)?"(\d+)-(\d+)"$')
+# If-Match carries the ETag we issue: "<id>-<version>" (weak or strong). At most 19 digits each
+# (a bigint): a longer number is no ETag of ours, and int() of 5,000 digits raises.
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,19})-(\d{1,19})"$')
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="Incidents.")
 
@@ -136,12 +141,14 @@ def create_batch(batch):
 
 
 def _batch_item(item: object, reporter, settings) -> dict:
+    """One item's answer. Whatever fails stays with its item: a phone retrying its queue must
+    never be stuck behind one bad report (only a database that cannot be reached fails all)."""
     raw_id = item.get("client_id") if isinstance(item, dict) else None
     client_id = raw_id if isinstance(raw_id, str) else None
     try:
         if not isinstance(item, dict):
             raise ValidationError({"_schema": ["Each item must be a JSON object."]})
-        report = IncidentCreateSchema().load(item)
+        report = load_or_raise(IncidentCreateSchema(), item)
     except ValidationError as error:
         return {
             "client_id": client_id,
@@ -162,10 +169,43 @@ def _batch_item(item: object, reporter, settings) -> dict:
             "message": error.message,
             "errors": error.errors,
         }
+    except DBAPIError as error:
+        if not isinstance(error, DataError):
+            raise  # the database went away: every item would fail, answer 503 for the batch
+        return _unexpected_item(client_id, 422, error)
+    except CONVERSION_ERRORS as error:
+        return _unexpected_item(client_id, 422, error)
+    except Exception as error:
+        return _unexpected_item(client_id, 500, error)
     return {
         "client_id": client_id,
         "status": 201 if result.created else 200,
         "id": result.incident.id,
+    }
+
+
+def _unexpected_item(client_id: str | None, status: int, error: Exception) -> dict:
+    # The savepoint rolled the item back; the others go on. Logged like the request-level
+    # handlers in api/errors.py, with the traceback.
+    log.log(
+        logging.WARNING if status < 500 else logging.ERROR,
+        "batch item %r answered %d",
+        client_id,
+        status,
+        exc_info=error,
+    )
+    if status < 500:
+        return {
+            "client_id": client_id,
+            "status": status,
+            "error": "validation_failed",
+            "message": UNCONVERTIBLE_VALUE,
+        }
+    return {
+        "client_id": client_id,
+        "status": status,
+        "error": "internal_error",
+        "message": "An unexpected error occurred; this item was not stored.",
     }
 
 

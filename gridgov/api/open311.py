@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gridgov.api.errors import retry_after_seconds
 from gridgov.api.incidents import intake_settings, work_calendar
+from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE
 from gridgov.errors import DomainError
 from gridgov.extensions import db, limiter
 from gridgov.schemas.open311 import ServiceRequestFormSchema, ServiceRequestsQuerySchema
@@ -212,8 +213,20 @@ def _http_error(error: HTTPException):
     return error_response(status, error.description or "Error.", headers=headers)
 
 
+def _unconvertible(error: Exception):
+    # As gridgov/api/errors.py does for the API, in the spec's form: the request's fault.
+    log.warning("open311: unconvertible input answered 400", exc_info=error)
+    return error_response(400, UNCONVERTIBLE_VALUE)
+
+
+for _error_class in CONVERSION_ERRORS:
+    blp.register_error_handler(_error_class, _unconvertible)
+
+
 @blp.errorhandler(DBAPIError)
 def _database_error(error: DBAPIError):
+    if isinstance(error, DataError):
+        return _unconvertible(error)
     if not (isinstance(error, OperationalError) or error.connection_invalidated):
         return _unexpected(error)
     log.warning("open311: database unavailable: %s", type(error.orig or error).__name__)

@@ -2,8 +2,7 @@
 
 from datetime import datetime
 
-from flask_smorest import Blueprint
-
+from gridgov.api.input import Blueprint
 from gridgov.api.paging import decode_cursor, encode_cursor, invalid_cursor, page_limit
 from gridgov.api.security import current_user, require_role
 from gridgov.extensions import db

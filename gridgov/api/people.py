@@ -6,8 +6,7 @@ subtree; anyone may read themselves. Writes are the admin's and are logged as an
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
+from gridgov.api.input import Blueprint
 from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.security import current_user, require_role
 from gridgov.extensions import db

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from flask import current_app, send_file, url_for
-from flask_smorest import Blueprint
 
+from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
 from gridgov.errors import ValidationFailed
 from gridgov.extensions import db

@@ -1,8 +1,8 @@
 """GET /api/v1/route: the spatial lookup of a point."""
 
 from flask import Response, current_app, jsonify
-from flask_smorest import Blueprint
 
+from gridgov.api.input import Blueprint
 from gridgov.extensions import db, lookups
 from gridgov.schemas.routing import RouteQuery, RouteQuerySchema, RoutingSchema
 from gridgov.services import routing as routing_service

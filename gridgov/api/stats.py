@@ -5,8 +5,8 @@ import io
 from collections.abc import Iterable, Iterator
 
 from flask import Response
-from flask_smorest import Blueprint
 
+from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
 from gridgov.extensions import db
 from gridgov.schemas.stats import (

@@ -22,9 +22,9 @@ The query schema lives here, next to its only endpoint.
 """
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
 from gridgov.extensions import db
 from gridgov.models import STATUSES

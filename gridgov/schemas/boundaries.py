@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from geo.topology import BOUNDARY_CRS
+from gridgov.schemas.common import Instant
 
 
 class ChangeSetQuerySchema(Schema):
@@ -20,7 +21,7 @@ class ChangeSetBodySchema(Schema):
     type = fields.String(required=True, validate=validate.Equal("FeatureCollection"))
     # Features stay raw: the change-set validator reports each problem by code and kind.
     features = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1))
-    effective_from = fields.AwareDateTime()
+    effective_from = Instant("When the change takes effect")
     description = fields.String(load_default="", validate=validate.Length(max=500))
     # Members a FeatureCollection may carry that we do not use.
     bbox = fields.Raw()

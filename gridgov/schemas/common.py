@@ -1,14 +1,63 @@
 """Fields and schemas shared by several endpoints."""
 
 import math
+from datetime import UTC, date, datetime
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 # The largest ids the primary keys hold (`integer`: users, assignments; `bigint`: incidents,
 # patrols). A bigger number is no id at all: 404 in a URL (gridgov/api/converters.py), 422 in
 # a query or body; never a database "out of range" error.
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+
+# The instants and days the API accepts. Wide enough for any real record, narrow enough that the
+# arithmetic done on them (an offset applied, a day or a window added, PostgreSQL's range) never
+# leaves Python's datetime range: 0001-01-01T00:00+14:00 and 9999-12-31 were 500s.
+EARLIEST_DAY, LATEST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+EARLIEST = datetime.combine(EARLIEST_DAY, datetime.min.time(), UTC)
+LATEST = datetime.combine(LATEST_DAY, datetime.max.time(), UTC)
+OUT_OF_RANGE = f"out_of_range: must lie between {EARLIEST_DAY} and {LATEST_DAY}."
+
+
+def check_instant(value: datetime) -> datetime:
+    """`value` (aware) if it lies between EARLIEST and LATEST, else a ValidationError."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(OUT_OF_RANGE) from None
+    if not EARLIEST <= utc <= LATEST:
+        raise ValidationError(OUT_OF_RANGE)
+    return value
+
+
+def check_day(value: date) -> date:
+    """`value` if it lies between EARLIEST_DAY and LATEST_DAY, else a ValidationError."""
+    if not EARLIEST_DAY <= value <= LATEST_DAY:
+        raise ValidationError(OUT_OF_RANGE)
+    return value
+
+
+class Instant(fields.AwareDateTime):
+    """An ISO 8601 date-time with an offset, between 1900 and 2999. Every request schema uses
+    this instead of marshmallow's DateTime fields (tests/api/test_input.py checks)."""
+
+    def __init__(self, description: str = "", **kwargs) -> None:
+        if description:
+            kwargs.setdefault("metadata", {})["description"] = (
+                f"{description} (ISO 8601 with offset)."
+            )
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        return check_instant(super()._deserialize(value, attr, data, **kwargs))
+
+
+class Day(fields.Date):
+    """An ISO 8601 date (YYYY-MM-DD) between 1900 and 2999 (the Date of request schemas)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> date:
+        return check_day(super()._deserialize(value, attr, data, **kwargs))
 
 
 class BBox(fields.Field):

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridgov.models import PRIORITIES, STATUSES
 from gridgov.schemas.areas import CODE_PATTERN, FormatQuerySchema
-from gridgov.schemas.common import INT32_MAX, INT64_MAX, BBox, PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, INT64_MAX, BBox, Instant, PageQuerySchema
 from gridgov.schemas.location import LocationSchema
 from gridgov.schemas.routing import RoutingSchema
 from gridgov.services.incidents import NewIncident
@@ -24,7 +24,7 @@ class IncidentCreateSchema(Schema):
     category = fields.String(required=True, validate=validate.Length(min=1, max=40))
     description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     location = fields.Nested(LocationSchema, required=True)
-    occurred_at = fields.AwareDateTime(metadata={"description": "ISO 8601 with offset."})
+    occurred_at = Instant("When it happened")
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     resolved_on_site = fields.Boolean(load_default=False)
     patrol_id = fields.Integer(validate=validate.Range(min=1, max=INT64_MAX))
@@ -168,8 +168,8 @@ class IncidentListQuerySchema(PageQuerySchema, FormatQuerySchema):
     area = fields.String(validate=validate.Regexp(CODE_PATTERN))
     bbox = BBox()
     overdue = fields.Boolean()
-    reported_from = fields.AwareDateTime(data_key="from")
-    reported_to = fields.AwareDateTime(data_key="to")
+    reported_from = Instant("Reported at or after", data_key="from")
+    reported_to = Instant("Reported before", data_key="to")
 
 
 class IncidentSummarySchema(Schema):

@@ -19,6 +19,7 @@ from marshmallow import (
 )
 
 from geo.points import NOT_A_NUMBER, SWAPPED_COORDINATES, PointError, parse_input_point
+from gridgov.schemas.common import check_day, check_instant
 from gridgov.services.open311 import MAX_DESCRIPTION, MAX_REQUESTS, RequestQuery, RequestSubmission
 
 # attribute[code]=value, and attribute[code][]=value for each value of a multivaluelist.
@@ -166,7 +167,7 @@ class W3DateTime(fields.Field):
         text = value.strip()
         try:
             if len(text) == 10:
-                return date.fromisoformat(text)
+                return check_day(date.fromisoformat(text))
             moment = datetime.fromisoformat(text)
         except ValueError:
             raise ValidationError(
@@ -174,7 +175,7 @@ class W3DateTime(fields.Field):
             ) from None
         if moment.tzinfo is None:
             raise ValidationError(f"{text!r} needs a time zone: Z or an offset such as +08:00.")
-        return moment
+        return check_instant(moment)
 
 
 class ServiceRequestsQuerySchema(Schema):

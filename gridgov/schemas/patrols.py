@@ -2,17 +2,11 @@
 
 from marshmallow import Schema, fields, post_load, pre_load, validate
 
-from gridgov.schemas.common import INT32_MAX, PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, Instant, PageQuerySchema
 from gridgov.schemas.location import LocationSchema
 from gridgov.services.patrols import MAX_POINTS_PER_UPLOAD, TrackFix, too_many_points
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-
-
-def _aware_datetime(description: str, **kwargs) -> fields.AwareDateTime:
-    return fields.AwareDateTime(
-        format="iso", metadata={"description": f"{description} (ISO 8601 with offset)."}, **kwargs
-    )
 
 
 class PatrolStartSchema(Schema):
@@ -21,13 +15,13 @@ class PatrolStartSchema(Schema):
         validate=validate.Regexp(CLIENT_ID_PATTERN, error="1-64 characters of A-Z a-z 0-9 _ -."),
         metadata={"description": "The phone's id for this patrol: a replay returns it again."},
     )
-    started_at = _aware_datetime("When the walk began", required=True)
+    started_at = Instant("When the walk began", required=True)
 
 
 class TrackPointSchema(LocationSchema):
     """A located point (LocationSchema's checks and CRS conversion) with its GPS time."""
 
-    t = _aware_datetime("Time of the fix", required=True)
+    t = Instant("Time of the fix", required=True)
 
     @post_load
     def to_point(self, data, **kwargs) -> TrackFix:
@@ -63,7 +57,7 @@ class TrackUploadSchema(Schema):
 
 
 class PatrolFinishSchema(Schema):
-    finished_at = _aware_datetime("When the walk ended; default now")
+    finished_at = Instant("When the walk ended; default now")
 
 
 class PatrolStartedSchema(Schema):

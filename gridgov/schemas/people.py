@@ -4,19 +4,13 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from gridgov.models import DUTIES, ROLES
 from gridgov.schemas.areas import CODE_PATTERN
-from gridgov.schemas.common import INT32_MAX, PageQuerySchema
+from gridgov.schemas.common import INT32_MAX, Instant, PageQuerySchema
 from gridgov.services.people import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
     USERNAME_PATTERN,
     password_problem,
 )
-
-
-def _aware_datetime(description: str, **kwargs) -> fields.AwareDateTime:
-    return fields.AwareDateTime(
-        format="iso", metadata={"description": f"{description} (ISO 8601 with offset)."}, **kwargs
-    )
 
 
 def _check_password(value: str) -> None:
@@ -151,8 +145,8 @@ class AssignmentCreateSchema(Schema):
             "grid_head, full_time, part_time: a worker on a grid or micro-grid."
         },
     )
-    active_from = _aware_datetime("Start; default now")
-    active_to = _aware_datetime("End, later than the start; default open", allow_none=True)
+    active_from = Instant("Start; default now")
+    active_to = Instant("End, later than the start; default open", allow_none=True)
 
 
 class AssignmentPageSchema(Schema):

@@ -6,6 +6,7 @@ from datetime import datetime
 from marshmallow import Schema, fields, post_load
 
 from geo.points import InputPoint
+from gridgov.schemas.common import Instant
 from gridgov.schemas.location import LocationSchema
 
 
@@ -19,9 +20,7 @@ class RouteQuerySchema(LocationSchema):
     # Query strings carry text: parse numbers first, then the shared point checks apply.
     lon = fields.Float(required=True, allow_nan=False, metadata={"description": "Longitude."})
     lat = fields.Float(required=True, allow_nan=False, metadata={"description": "Latitude."})
-    at = fields.AwareDateTime(
-        metadata={"description": "Route on the map as it was then (ISO 8601 with offset)."}
-    )
+    at = Instant("Route on the map as it was then")
 
     @post_load
     def to_point(self, data, **kwargs) -> RouteQuery:

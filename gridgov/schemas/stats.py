@@ -5,6 +5,7 @@ from datetime import date
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from gridgov.schemas.areas import CODE_PATTERN
+from gridgov.schemas.common import Day
 from gridgov.services import stats
 
 FORMATS = ("json", "csv")
@@ -23,12 +24,12 @@ class PeriodQuerySchema(Schema):
         validate=validate.Regexp(PERIOD_PATTERN, error="Use YYYY-MM or YYYY-Qn."),
         metadata={"description": "A month (2024-03) or a quarter (2024-Q1), China time."},
     )
-    first_day = fields.Date(
+    first_day = Day(
         data_key="from",
         validate=validate.Range(min=FIRST_DAY, max=LAST_DAY),
         metadata={"description": "First day (YYYY-MM-DD, China time); needs `to`."},
     )
-    last_day = fields.Date(
+    last_day = Day(
         data_key="to",
         validate=validate.Range(min=FIRST_DAY, max=LAST_DAY),
         metadata={"description": "Last day, included; needs `from`."},
