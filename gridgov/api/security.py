@@ -101,7 +101,8 @@ def _require_token() -> None:
     verified_tokens = current_app.extensions[VERIFIED_TOKENS_KEY]
     authorization = request.headers.get("Authorization")
     if authorization is None or not verified_tokens.restore(authorization):
-        verify_jwt_in_request()
+        if verify_jwt_in_request() is None:
+            return  # a method the extension exempts: OPTIONS, the CORS preflights
         if authorization is not None:
             verified_tokens.remember(authorization, get_jwt_header(), get_jwt())
     # Remembered or not, every request checks that the user is still active and the token's
