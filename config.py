@@ -44,6 +44,12 @@ class Config:
     # Tokens (flask-jwt-extended): short-lived access tokens, longer refresh tokens.
     ACCESS_TOKEN_MINUTES = _env_int("GRIDGOV_ACCESS_TOKEN_MINUTES", 15)
     REFRESH_TOKEN_DAYS = _env_int("GRIDGOV_REFRESH_TOKEN_DAYS", 14)
+    # A refresh token sent again this soon after its rotation, whose successor is still unused,
+    # is a phone retrying after a lost answer, not a stolen copy (gridgov/services/tokens.py).
+    REFRESH_RETRY_SECONDS = _env_int("GRIDGOV_REFRESH_RETRY_SECONDS", 60)
+    # How long a worker reuses a user's active flag and token generation: a revoked access
+    # token (logout, new password or role, deactivation) is refused everywhere within this.
+    TOKEN_CHECK_CACHE_SECONDS = _env_float("GRIDGOV_TOKEN_CHECK_CACHE_SECONDS", 5.0)
 
     # Login rate limits (flask-limiter syntax). With the default memory:// store each gunicorn
     # worker counts on its own (the effective limit is workers × the limit); set
@@ -112,6 +118,8 @@ class TestConfig(Config):
     LOGIN_RATE_LIMIT_PER_IP = "100000/minute"
     LOGIN_RATE_LIMIT_PER_USERNAME = "100000/minute"
     OPEN311_READ_RATE_LIMIT = "100000/minute"
+    # Revocations are asserted right after they happen; the cache has a test of its own.
+    TOKEN_CHECK_CACHE_SECONDS = 0.0
     SECRET_KEY = "test-secret-key-of-at-least-32-bytes!!"
 
 

@@ -136,10 +136,10 @@ def index_state(conn: psycopg.Connection) -> list[str]:
 def measure_in_process(db_url: str, libpq_url: str, plan: dict, args) -> tuple[dict, dict]:
     """service / raw / app latencies per (user, layer, z); plus consistency checks."""
     os.environ["DATABASE_URL"] = db_url
-    from flask_jwt_extended import create_access_token
     from sqlalchemy import select
 
     from gridgov import create_app
+    from gridgov.api.security import access_token_for
     from gridgov.extensions import db
     from gridgov.models import User
 
@@ -150,8 +150,7 @@ def measure_in_process(db_url: str, libpq_url: str, plan: dict, args) -> tuple[d
         users = {}
         for username in USERS:
             user = db.session.scalar(select(User).where(User.username == username))
-            claims = {"role": user.role}
-            token = create_access_token(identity=str(user.id), additional_claims=claims)
+            token = access_token_for(user)
             db.session.expunge(user)  # detached: read once, like current_user() in a request
             users[username] = (user, {"Authorization": f"Bearer {token}"})
     with psycopg.connect(libpq_url, autocommit=True) as raw:

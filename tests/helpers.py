@@ -2,15 +2,16 @@
 
 import math
 
-from flask_jwt_extended import create_access_token
 from shapely import MultiPolygon, Point
 from sqlalchemy import text
+
+from gridgov.api.security import access_token_for
 
 
 def bearer(app, user) -> dict[str, str]:
     """Authorization header with a fresh access token for `user`."""
     with app.app_context():
-        token = create_access_token(identity=str(user.id), additional_claims={"role": user.role})
+        token = access_token_for(user)
     return {"Authorization": f"Bearer {token}"}
 
 

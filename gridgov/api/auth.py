@@ -1,10 +1,9 @@
 """Login, token refresh (rotating), logout and the current user."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app, request
 from flask_jwt_extended import (
-    create_access_token,
     create_refresh_token,
     decode_token,
     get_jwt,
@@ -13,7 +12,7 @@ from flask_jwt_extended import (
 from jwt import PyJWTError
 
 from gridgov.api.input import Blueprint
-from gridgov.api.security import current_user
+from gridgov.api.security import access_token_for, current_user
 from gridgov.errors import Unauthorized
 from gridgov.extensions import db, limiter
 from gridgov.models import User
@@ -44,9 +43,7 @@ def _me(user: User) -> dict:
 def _access_token(user: User) -> dict:
     expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
     return {
-        "access_token": create_access_token(
-            identity=str(user.id), additional_claims={"role": user.role}
-        ),
+        "access_token": access_token_for(user),
         "token_type": "Bearer",
         "expires_in": int(expires.total_seconds()),
     }
@@ -92,14 +89,24 @@ def login(credentials):
 @blp.route("/auth/refresh", methods=["POST"])
 @jwt_required(refresh=True)
 @blp.response(200, RefreshResultSchema)
-@blp.doc(description="Send the refresh token as the Bearer token. It is used up: keep the new one.")
+@blp.doc(
+    description="Send the refresh token as the Bearer token. It is used up: keep the new one. "
+    "Sent again within GRIDGOV_REFRESH_RETRY_SECONDS (default 60) while the one it was "
+    "exchanged for is unused (its answer was lost), it is exchanged again and that one is "
+    "revoked; any other second use revokes every token of the user (`token_reused`)."
+)
 def refresh():
     """A new access token and a new refresh token; the one sent cannot be used again."""
     user = current_user()
     new_refresh, new_jti, expires_at = _new_refresh_token(user)
     try:
         tokens.rotate_refresh(
-            db.session, user=user, old_jti=get_jwt()["jti"], new_jti=new_jti, expires_at=expires_at
+            db.session,
+            user=user,
+            old_jti=get_jwt()["jti"],
+            new_jti=new_jti,
+            expires_at=expires_at,
+            retry_window=timedelta(seconds=current_app.config["REFRESH_RETRY_SECONDS"]),
         )
     except Unauthorized:
         db.session.commit()  # a detected reuse revokes the family even though this call fails
@@ -112,12 +119,16 @@ def refresh():
 @blp.arguments(LogoutSchema)
 @blp.response(204)
 def logout(body):
-    """Revoke the given refresh token, or with `all: true` every one of the caller's."""
+    """Revoke the given refresh token, or with `all: true` every one of the caller's.
+
+    Either way every access token of the caller stops working: other devices refresh once.
+    """
     user = current_user()
     if body.get("all"):
         count = tokens.revoke_all(db.session, user_id=user.id)
     else:
         count = int(tokens.revoke(db.session, user=user, jti=_refresh_jti(body["refresh_token"])))
+        tokens.revoke_access(db.session, user_id=user.id)
     audit.record(
         db.session, actor=user, action="logout", target=user.username, data={"revoked": count}
     )

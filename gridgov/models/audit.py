@@ -41,6 +41,8 @@ class RefreshToken(CreatedAtMixin, Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replaced_by: Mapped[str | None] = mapped_column(String(64))
+    # When it was rotated to `replaced_by`: a retry of that rotation is allowed for a while.
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IntegrationClient(CreatedAtMixin, Base):

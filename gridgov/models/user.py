@@ -23,6 +23,9 @@ class User(CreatedAtMixin, Base):
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Carried by access tokens (claim `gen`) and checked on every request: raising it revokes
+    # every access token issued so far (logout, new password, new role, deactivation).
+    token_generation: Mapped[int] = mapped_column(server_default=text("0"))
 
     assignments: Mapped[list["Assignment"]] = relationship(
         back_populates="user", foreign_keys="Assignment.user_id"

@@ -424,6 +424,7 @@ def _change_role(session: Session, *, actor: User, user: User, role: str, now: d
         )
     _audit(session, actor, "change_role", f"{_user_target(user)} {user.role} -> {role}")
     user.role = role
+    tokens.revoke_access(session, user_id=user.id)  # access tokens carry the role
 
 
 def _end(assignment: Assignment, now: datetime) -> None:

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from gridgov import create_app
+from gridgov.api.security import access_token_for
 from gridgov.services.demo import DEMO_PASSWORD
 
 
@@ -88,14 +89,7 @@ def test_endpoints_need_a_token(client, headers, error):
 def test_expired_token_is_401_token_expired(app, client, demo_users):
     from datetime import timedelta
 
-    from flask_jwt_extended import create_access_token
-
-    with app.app_context():
-        token = create_access_token(
-            identity=str(demo_users["admin"].id),
-            additional_claims={"role": "admin"},
-            expires_delta=timedelta(seconds=-1),
-        )
+    token = _token(app, demo_users["admin"], expires_delta=timedelta(seconds=-1))
     response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert response.get_json()["error"] == "token_expired"
 
@@ -111,12 +105,8 @@ def test_public_endpoints_need_no_token(client):
 
 
 def _token(app, user, **kwargs) -> str:
-    from flask_jwt_extended import create_access_token
-
     with app.app_context():
-        return create_access_token(
-            identity=str(user.id), additional_claims={"role": user.role}, **kwargs
-        )
+        return access_token_for(user, **kwargs)
 
 
 def test_a_remembered_token_still_expires(app, client, demo_users):
