@@ -9,6 +9,7 @@ import pytest
 
 from config import Config
 from gridgov.services.calendar import check_coverage, load_calendar
+from tests.factories import make_incident
 
 CST = timezone(timedelta(hours=8))
 # The last year the shipped calendar covers: the package's, since the shipped file lists none.
@@ -180,3 +181,44 @@ def test_an_uncovered_current_year_is_an_error(only_2026):
     assert coverage.error.startswith("The working calendar does not cover 2027: deadlines")
     assert coverage.warnings == ()
     assert check_coverage(only_2026, warn_days=60, today=date(2025, 12, 31)).uncovered_year == 2025
+
+
+# --- the escalation job -------------------------------------------------------------------------
+
+
+def escalate(app):
+    return app.test_cli_runner().invoke(args=["incidents", "escalate-overdue"])
+
+
+def test_the_escalation_job_warns_before_an_uncovered_year(app, db_session, monkeypatch):
+    monkeypatch.setitem(app.config, "CALENDAR_TODAY", date(LAST, 12, 3))
+    result = escalate(app)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"escalate-overdue: WARNING: The working calendar does not cover {LAST + 1}:"
+        f" from {LAST + 1}-01-01 deadlines will be counted without its holidays and adjusted"
+        f" working days. Add {LAST + 1} to the calendar override (GRIDGOV_WORK_CALENDAR) from"
+        f" the State Council's notice, or upgrade chinesecalendar once it has {LAST + 1}.\n"
+    )
+    assert "escalate-overdue: 0 escalated" in result.stdout
+    monkeypatch.setitem(app.config, "CALENDAR_WARN_DAYS", 28)  # 29 days left: not yet
+    quiet = escalate(app)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_the_escalation_job_still_escalates_but_fails_in_an_uncovered_year(
+    app, db_session, demo_users, monkeypatch
+):
+    overdue = make_incident(
+        db_session,
+        reporter=demo_users["grid_worker"],
+        microgrid_code="330212001001001001",
+        deadline=datetime.now(UTC) - timedelta(hours=1),
+    )
+    monkeypatch.setitem(app.config, "CALENDAR_TODAY", date(LAST + 1, 3, 1))
+    result = escalate(app)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"escalate-overdue: ERROR: The working calendar does not cover {LAST + 1}: deadlines"
+    )
+    assert f"escalated incident {overdue.id}: grid -> community" in result.stdout
