@@ -84,12 +84,17 @@ class Config:
     DUPLICATE_RADIUS_M = _env_float("GRIDGOV_DUPLICATE_RADIUS_M", 100.0)
     DUPLICATE_WINDOW_HOURS = _env_float("GRIDGOV_DUPLICATE_WINDOW_HOURS", 72.0)
 
-    # Working calendar for time limits (holidays and adjusted working days are data).
+    # Working calendar for time limits: working hours, and the local override of the holidays
+    # and adjusted working days the chinesecalendar package has (gridgov/services/calendar.py).
     WORK_CALENDAR_FILE = Path(
         os.environ.get(
             "GRIDGOV_WORK_CALENDAR", PROJECT_ROOT / "gridgov" / "data" / "work_calendar.json"
         )
     )
+    # /readyz and the escalation job warn this many days before a year the calendar lacks.
+    CALENDAR_WARN_DAYS = _env_int("GRIDGOV_CALENDAR_WARN_DAYS", 60)
+    # The day coverage is checked for (a datetime.date; tests pin it). None: today, China time.
+    CALENDAR_TODAY = None
 
     # Boundary change sets: snapping and tolerances of the topology checks, in metres.
     BOUNDARY_SNAP_M = _env_float("GRIDGOV_BOUNDARY_SNAP_M", 0.05)

@@ -18,7 +18,7 @@ from gridgov.services import demo as demo_service
 from gridgov.services import open311 as open311_service
 from gridgov.services import photos as photo_service
 from gridgov.services import workflow
-from gridgov.services.calendar import load_calendar
+from gridgov.services.calendar import configured_coverage, load_calendar
 
 demo_cli = AppGroup("demo", help="The demo district.")
 incidents_cli = AppGroup("incidents", help="Case handling jobs.")
@@ -71,6 +71,13 @@ def show_logins() -> None:
 def escalate_overdue(limit: int) -> None:
     """Escalate overdue open cases one level; safe to run every minute from cron."""
     calendar = load_calendar(current_app.config["WORK_CALENDAR_FILE"])
+    coverage = configured_coverage(current_app.config)
+    for warning in coverage.warnings:
+        click.echo(f"escalate-overdue: WARNING: {warning}", err=True)
+    # Escalation still runs on a calendar gap (stopping it would leave overdue cases where they
+    # are), but the run fails so that cron reports it.
+    if coverage.error:
+        click.echo(f"escalate-overdue: ERROR: {coverage.error}", err=True)
     report = workflow.escalate_overdue(db.session, calendar=calendar, limit=limit)
     db.session.commit()
     for incident_id, from_level, to_level in report.escalated:
@@ -79,6 +86,8 @@ def escalate_overdue(limit: int) -> None:
         f"escalate-overdue: {len(report.escalated)} escalated,"
         f" {report.overdue_at_top} overdue at district level (cannot go higher)"
     )
+    if coverage.error:
+        raise SystemExit(1)
 
 
 @boundaries_cli.command("import")

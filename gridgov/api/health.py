@@ -3,11 +3,16 @@
 /healthz: the process is up and the database answers (503 `database_unavailable` otherwise).
 /readyz: additionally, the database's Alembic revision is the head of migrations/, so a
 worker is only sent traffic once the schema it was built for is in place (503 `not_ready`
-with the current and head revisions while a migration is pending or the code is older).
+with the current and head revisions while a migration is pending or the code is older), and
+the working calendar covers the current year (503 `not_ready` with `details.uncovered_year`
+otherwise: every deadline counted now is wrong). Within GRIDGOV_CALENDAR_WARN_DAYS of a year
+the calendar lacks it stays 200 with the reason in `warnings`, logged at WARNING once a day per
+process (it is probed every few seconds).
 Revisions are strings; several heads (branches) are joined with "," in sorted order.
 """
 
 import logging
+from datetime import date
 from functools import lru_cache
 
 from alembic.migration import MigrationContext
@@ -17,8 +22,11 @@ from sqlalchemy import text
 
 from gridgov.api.errors import error_response
 from gridgov.extensions import db
+from gridgov.services.calendar import configured_coverage
 
 blp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+_last_warned: dict[str, date] = {}  # warning text -> the day it was last logged
 
 
 class _QuietInRequests(logging.Filter):
@@ -43,7 +51,7 @@ def healthz():
 
 @blp.get("/readyz")
 def readyz():
-    """200 when the database answers and is migrated to the head revision, else 503."""
+    """200 when the database is at the head revision and the calendar covers this year, else 503."""
     context = MigrationContext.configure(connection=db.session.connection())
     current = _joined(context.get_current_heads())
     head = _joined(migration_heads(str(current_app.config["MIGRATIONS_DIR"])))
@@ -54,7 +62,25 @@ def readyz():
             message="The database is not at the migration head; run `flask db upgrade`.",
             details={"database": "ok", "current": current, "head": head},
         )
-    return jsonify(status="ready", database="ok", revision=current)
+    coverage = configured_coverage(current_app.config)
+    if coverage.error:
+        return error_response(
+            503,
+            error="not_ready",
+            message=coverage.error,
+            details={
+                "database": "ok",
+                "revision": current,
+                "uncovered_year": coverage.uncovered_year,
+            },
+        )
+    for warning in coverage.warnings:
+        if _last_warned.get(warning) != coverage.today:
+            _last_warned[warning] = coverage.today
+            log.warning("readyz: %s", warning)
+    return jsonify(
+        status="ready", database="ok", revision=current, warnings=list(coverage.warnings)
+    )
 
 
 @lru_cache(maxsize=4)

@@ -2,7 +2,13 @@
 
 Rules (documented once, here):
 - A working day is Monday-Friday unless it is a holiday, plus any adjusted working day
-  (调休: a Saturday or Sunday that is worked). All of these come from the calendar file.
+  (调休: a Saturday or Sunday that is worked).
+- Holidays and adjusted working days come from the chinesecalendar package (the State Council's
+  yearly notices). The calendar file (GRIDGOV_WORK_CALENDAR) is the local override: a year
+  listed in it, under "holidays" or "adjusted_working_days", replaces the package's data for
+  that year whole (both lists), so an office can add a year before the package has it, or
+  correct one. A year is covered when either source has it; outside its covered years the
+  calendar counts weekends only, which is why readiness and the escalation job check coverage.
 - Working hours are the day's windows (default 08:30-12:00 and 13:30-17:30, China time).
 - N working hours from t: walk forward through the windows from t, consuming N hours.
 - N working days from t: the end of the N-th working day after t's own day (the day of the
@@ -11,10 +17,13 @@ Rules (documented once, here):
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+
+import chinese_calendar
 
 UNITS = ("working_hours", "working_days")
 _MAX_DAYS_SCANNED = 3 * 366  # a limit larger than this is a data error, not a deadline
@@ -26,6 +35,7 @@ class WorkCalendar:
     windows: tuple[tuple[time, time], ...]
     holidays: frozenset[date]
     adjusted_working_days: frozenset[date]
+    covered_years: frozenset[int]
 
     def is_working_day(self, day: date) -> bool:
         """True for a weekday that is no holiday, or an adjusted working weekend day."""
@@ -72,22 +82,81 @@ class WorkCalendar:
         raise ValueError("time limit runs past the calendar's horizon")
 
 
+_REMEDY = (
+    "Add {year} to the calendar override (GRIDGOV_WORK_CALENDAR) from the State Council's"
+    " notice, or upgrade chinesecalendar once it has {year}."
+)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Whether the calendar knows the years a deadline is counted in, as of `today`."""
+
+    today: date
+    uncovered_year: int | None  # this year is not covered: deadlines are wrong now
+    error: str | None
+    warnings: tuple[str, ...]  # the coming year is not covered and it is close
+
+
+def check_coverage(
+    calendar: WorkCalendar, *, warn_days: int, today: date | None = None
+) -> Coverage:
+    """The calendar's coverage of this year, and of the next within `warn_days` of year end."""
+    today = today or datetime.now(calendar.tz).date()
+    year = today.year
+    if year not in calendar.covered_years:
+        error = (
+            f"The working calendar does not cover {year}: deadlines are counted without its"
+            f" holidays and adjusted working days. {_REMEDY.format(year=year)}"
+        )
+        return Coverage(today=today, uncovered_year=year, error=error, warnings=())
+    coming = year + 1
+    days_left = (date(coming, 1, 1) - today).days
+    warnings = ()
+    if coming not in calendar.covered_years and days_left <= warn_days:
+        warnings = (
+            f"The working calendar does not cover {coming}: from {coming}-01-01 deadlines will"
+            f" be counted without its holidays and adjusted working days."
+            f" {_REMEDY.format(year=coming)}",
+        )
+    return Coverage(today=today, uncovered_year=None, error=None, warnings=warnings)
+
+
+def configured_coverage(config: Mapping) -> Coverage:
+    """check_coverage of the app's calendar with its CALENDAR_WARN_DAYS and CALENDAR_TODAY."""
+    return check_coverage(
+        load_calendar(config["WORK_CALENDAR_FILE"]),
+        warn_days=config["CALENDAR_WARN_DAYS"],
+        today=config["CALENDAR_TODAY"],
+    )
+
+
 def _parse_time(text: str) -> time:
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
 
 
 def _dates(by_year: dict[str, list[str]]) -> frozenset[date]:
-    return frozenset(date.fromisoformat(d) for days in by_year.values() for d in days)
+    days = frozenset(date.fromisoformat(d) for listed in by_year.values() for d in listed)
+    for year, listed in by_year.items():
+        misplaced = [d for d in listed if date.fromisoformat(d).year != int(year)]
+        if misplaced:
+            raise ValueError(f"calendar file lists {', '.join(misplaced)} under {year}")
+    return days
 
 
 @lru_cache(maxsize=8)
 def load_calendar(path: Path) -> WorkCalendar:
-    """Read a calendar file (see gridgov/data/work_calendar.json for the format)."""
+    """The package's holidays and adjusted working days, the calendar file's years over them."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
+    overridden = {int(year) for year in (*data["holidays"], *data["adjusted_working_days"])}
+    package_years = {day.year for day in chinese_calendar.holidays}
     return WorkCalendar(
         tz=timezone(timedelta(hours=data["timezone_offset_hours"])),
         windows=tuple((_parse_time(a), _parse_time(b)) for a, b in data["working_hours"]),
-        holidays=_dates(data["holidays"]),
-        adjusted_working_days=_dates(data["adjusted_working_days"]),
+        holidays=_dates(data["holidays"])
+        | {day for day in chinese_calendar.holidays if day.year not in overridden},
+        adjusted_working_days=_dates(data["adjusted_working_days"])
+        | {day for day in chinese_calendar.workdays if day.year not in overridden},
+        covered_years=frozenset(package_years | overridden),
     )

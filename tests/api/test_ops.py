@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import sys
+from datetime import date
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -20,6 +21,7 @@ from gridgov.logging_setup import (
     configure_logging,
     make_formatter,
 )
+from gridgov.services.calendar import load_calendar
 from tests.helpers import bearer
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -35,11 +37,31 @@ def head(app):
 # --- readiness ----------------------------------------------------------------------------------
 
 
-def test_readyz_is_200_at_the_migration_head_without_a_token(client, head, caplog):
+@pytest.fixture
+def calendar_today(app, monkeypatch):
+    """calendar_today(day): /readyz checks the calendar's coverage as on that day."""
+    return lambda day: monkeypatch.setitem(app.config, "CALENDAR_TODAY", day)
+
+
+@pytest.fixture(scope="module")
+def last_covered(app):
+    """The last year the configured calendar covers."""
+    return max(load_calendar(app.config["WORK_CALENDAR_FILE"]).covered_years)
+
+
+def test_readyz_is_200_at_the_migration_head_without_a_token(
+    client, head, caplog, calendar_today, last_covered
+):
+    calendar_today(date(last_covered, 6, 1))
     caplog.set_level(logging.INFO)
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "database": "ok", "revision": head}
+    assert response.get_json() == {
+        "status": "ready",
+        "database": "ok",
+        "revision": head,
+        "warnings": [],
+    }
     # Probed every few seconds: alembic's "Context impl …" lines stay out of the log.
     assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
 
@@ -63,6 +85,45 @@ def test_readyz_is_503_on_a_database_never_migrated(client, db_session, head):
     assert body["error"] == "not_ready"
     assert body["details"]["current"] is None
     assert body["details"]["head"] == head
+
+
+def test_readyz_is_503_when_the_calendar_does_not_cover_this_year(
+    client, head, calendar_today, last_covered
+):
+    year = last_covered + 1
+    calendar_today(date(year, 1, 1))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"] == "not_ready"
+    assert body["message"].startswith(f"The working calendar does not cover {year}: deadlines")
+    assert body["details"]["uncovered_year"] == year
+    assert body["details"]["database"] == "ok"
+    assert body["details"]["revision"] == head
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_warns_before_a_year_the_calendar_does_not_cover(
+    app, client, head, calendar_today, last_covered, caplog, monkeypatch
+):
+    coming = last_covered + 1
+    calendar_today(date(last_covered, 12, 3))
+    caplog.set_level(logging.INFO, logger="gridgov.api.health")
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ready" and body["revision"] == head
+    (warning,) = body["warnings"]
+    assert warning.startswith(f"The working calendar does not cover {coming}: from {coming}-01-01")
+    (record,) = [r for r in caplog.records if r.name == "gridgov.api.health"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"readyz: {warning}"
+    # Probed every few seconds: the same warning is logged once a day per process.
+    assert client.get("/readyz").get_json()["warnings"] == [warning]
+    assert len([r for r in caplog.records if r.name == "gridgov.api.health"]) == 1
+    # Further from the year's end than GRIDGOV_CALENDAR_WARN_DAYS: nothing to say yet.
+    monkeypatch.setitem(app.config, "CALENDAR_WARN_DAYS", 28)
+    assert client.get("/readyz").get_json()["warnings"] == []
 
 
 # --- request ids --------------------------------------------------------------------------------
