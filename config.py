@@ -84,6 +84,10 @@ class Config:
     DUPLICATE_RADIUS_M = _env_float("GRIDGOV_DUPLICATE_RADIUS_M", 100.0)
     DUPLICATE_WINDOW_HOURS = _env_float("GRIDGOV_DUPLICATE_WINDOW_HOURS", 72.0)
 
+    # Patrols: how far in the past a patrol, its track points and its end may be dated when
+    # they reach the server; indicators count only what arrived within this (services/stats.py).
+    PATROL_MAX_BACKDATE_HOURS = _env_float("GRIDGOV_PATROL_MAX_BACKDATE_HOURS", 24.0)
+
     # Working calendar for time limits: working hours, and the local override of the holidays
     # and adjusted working days the chinesecalendar package has (gridgov/services/calendar.py).
     WORK_CALENDAR_FILE = Path(

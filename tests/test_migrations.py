@@ -84,3 +84,36 @@ def test_spatial_index_exists_once(empty_database):
     partial = [row for row in rows if " WHERE " in row]
     assert len(whole) == 1
     assert len(partial) == 1 and "ix_area_current_microgrid_boundary" in partial[0]
+
+
+def test_track_points_stored_before_recorded_at_keep_null(empty_database):
+    """0009 leaves the old points' recorded_at NULL ("before this rule"); new ones get now()."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database})
+    point = "ST_SetSRID(ST_MakePoint(121.55, 29.82), 4326), 121.55, 29.82, 'wgs84'"
+    with app.app_context():
+        flask_migrate.upgrade(revision="0007_microgrid_gist")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO app_user (id, username, display_name, password_hash, role)"
+                    " VALUES (1, 'w', 'w', 'x', 'worker');"
+                    " INSERT INTO patrol (id, client_id, worker_id, started_at)"
+                    " VALUES (1, 'p', 1, now() - interval '30 days');"
+                    " INSERT INTO track_point (patrol_id, t, location, input_lon, input_lat,"
+                    f" input_crs) VALUES (1, now() - interval '30 days', {point})"
+                )
+            )
+        flask_migrate.upgrade()
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO track_point (patrol_id, t, location, input_lon, input_lat,"
+                    f" input_crs) VALUES (1, now() - interval '29 days', {point})"
+                )
+            )
+            rows = conn.execute(
+                text("SELECT recorded_at IS NULL, recorded_at = now() FROM track_point ORDER BY t")
+            ).all()
+        assert [tuple(row) for row in rows] == [(True, None), (False, True)]
+        db.session.remove()
+        db.engine.dispose()

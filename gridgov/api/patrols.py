@@ -2,6 +2,8 @@
 
 from datetime import datetime
 
+from flask import current_app
+
 from gridgov.api.input import Blueprint
 from gridgov.api.paging import decode_cursor, encode_cursor, invalid_cursor, page_limit
 from gridgov.api.security import current_user, require_role
@@ -23,6 +25,7 @@ blp = Blueprint(
 )
 
 NOT_FOUND_DOC = "No such patrol you may read (`patrol_not_found`)."
+TOO_OLD_DOC = "more than GRIDGOV_PATROL_MAX_BACKDATE_HOURS (default 24) hours ago"
 
 
 @blp.route("", methods=["POST"])
@@ -31,10 +34,17 @@ NOT_FOUND_DOC = "No such patrol you may read (`patrol_not_found`)."
 @blp.alt_response(200, schema=PatrolStartedSchema, description="A replay of a recorded start.")
 @blp.alt_response(403, description="Admins do not patrol (`forbidden`).")
 @blp.alt_response(409, description="Same client_id, other started_at (`client_id_conflict`).")
+@blp.alt_response(
+    422,
+    description=f"`started_at_too_old` ({TOO_OLD_DOC}; a replay of a recorded start is"
+    " still 200) or `started_at_in_future`.",
+)
 def start_patrol(args):
     """Start a patrol; replaying the same client_id and started_at returns it with 200."""
     user = require_role("worker", "supervisor")
-    result = patrol_service.start_patrol(db.session, worker_id=user.id, **args)
+    result = patrol_service.start_patrol(
+        db.session, worker_id=user.id, max_backdate=_max_backdate(), **args
+    )
     db.session.commit()
     return result.patrol, 201 if result.created else 200
 
@@ -44,11 +54,19 @@ def start_patrol(args):
 @blp.response(200, TrackResultSchema)
 @blp.alt_response(404, description=NOT_FOUND_DOC)
 @blp.alt_response(409, description="The patrol is finished (`patrol_finished`).")
-@blp.alt_response(422, description="A bad point (errors name its index), `too_many_points`.")
+@blp.alt_response(
+    422,
+    description="A bad point (errors name its index), `too_many_points`, or"
+    f" `point_time_out_of_range`: before the start, in the future, or new and {TOO_OLD_DOC}.",
+)
 def upload_track(args, patrol_id):
     """Add GPS fixes to one's open patrol; resending a fix (same time) adds nothing."""
     result = patrol_service.add_track_points(
-        db.session, patrol_id=patrol_id, worker_id=current_user().id, fixes=args["points"]
+        db.session,
+        patrol_id=patrol_id,
+        worker_id=current_user().id,
+        fixes=args["points"],
+        max_backdate=_max_backdate(),
     )
     db.session.commit()
     return result
@@ -58,6 +76,11 @@ def upload_track(args, patrol_id):
 @blp.arguments(PatrolFinishSchema)
 @blp.response(200, PatrolSummarySchema)
 @blp.alt_response(404, description=NOT_FOUND_DOC)
+@blp.alt_response(
+    422,
+    description="`finished_before_start`, `finished_at_in_future`, or `finished_at_too_old`"
+    f" ({TOO_OLD_DOC}).",
+)
 def finish_patrol(args, patrol_id):
     """Finish one's patrol: length and micro-grid coverage; finishing again returns the same."""
     summary = patrol_service.finish_patrol(
@@ -65,6 +88,7 @@ def finish_patrol(args, patrol_id):
         patrol_id=patrol_id,
         worker_id=current_user().id,
         finished_at=args.get("finished_at"),
+        max_backdate=_max_backdate(),
     )
     db.session.commit()
     return summary
@@ -97,6 +121,10 @@ def list_patrols(args):
         last = page.items[-1]
         next_cursor = encode_cursor({"started_at": last.started_at.isoformat(), "id": last.id})
     return {"items": page.items, "next_cursor": next_cursor}
+
+
+def _max_backdate():
+    return patrol_service.max_backdate_from_config(current_app.config)
 
 
 def _decode_position(cursor: str) -> tuple[datetime, int]:

@@ -4,7 +4,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 
-from flask import Response
+from flask import Response, current_app
 
 from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
@@ -16,6 +16,7 @@ from gridgov.schemas.stats import (
     RankingSchema,
 )
 from gridgov.services import stats
+from gridgov.services.patrols import max_backdate_from_config
 
 blp = Blueprint(
     "stats",
@@ -62,7 +63,11 @@ def rate_body(rate: stats.Rate) -> dict:
 def get_indicators(args):
     """Counts and rates of an area for a period; `format=csv` for a spreadsheet."""
     report = stats.area_indicators(
-        db.session, user=current_user(), area_code=args["area"], period=args["period"]
+        db.session,
+        user=current_user(),
+        area_code=args["area"],
+        period=args["period"],
+        max_backdate=max_backdate_from_config(current_app.config),
     )
     area = report.indicators.area
     if args["format"] == "csv":
@@ -118,6 +123,7 @@ def get_ranking(args):
         period=args["period"],
         indicator=args["indicator"],
         parent_code=args.get("parent"),
+        max_backdate=max_backdate_from_config(current_app.config),
     )
     if args["format"] == "csv":
         filename = f"ranking-{result.level}-{result.indicator}-{result.period.label}.csv"

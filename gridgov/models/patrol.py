@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,6 +55,11 @@ class TrackPoint(Base):
     input_lat: Mapped[float] = mapped_column(Float)
     input_crs: Mapped[str] = mapped_column(String(10))
     accuracy_m: Mapped[float | None] = mapped_column(Float)
+    # When the server received the fix (indicators ignore fixes that arrived too late);
+    # NULL for the points stored before this was recorded.
+    recorded_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
     __table_args__ = (
         UniqueConstraint("patrol_id", "t", name="uq_track_point_patrol_t"),

@@ -7,6 +7,8 @@ from gridgov.schemas.location import LocationSchema
 from gridgov.services.patrols import MAX_POINTS_PER_UPLOAD, TrackFix, too_many_points
 
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# The window itself is checked by the service (a replay of a recorded start may be older).
+NOT_OLDER = "; at most GRIDGOV_PATROL_MAX_BACKDATE_HOURS (default 24) hours ago"
 
 
 class PatrolStartSchema(Schema):
@@ -15,13 +17,13 @@ class PatrolStartSchema(Schema):
         validate=validate.Regexp(CLIENT_ID_PATTERN, error="1-64 characters of A-Z a-z 0-9 _ -."),
         metadata={"description": "The phone's id for this patrol: a replay returns it again."},
     )
-    started_at = Instant("When the walk began", required=True)
+    started_at = Instant(f"When the walk began{NOT_OLDER}", required=True)
 
 
 class TrackPointSchema(LocationSchema):
     """A located point (LocationSchema's checks and CRS conversion) with its GPS time."""
 
-    t = Instant("Time of the fix", required=True)
+    t = Instant(f"Time of the fix{NOT_OLDER} unless already stored", required=True)
 
     @post_load
     def to_point(self, data, **kwargs) -> TrackFix:
@@ -57,7 +59,7 @@ class TrackUploadSchema(Schema):
 
 
 class PatrolFinishSchema(Schema):
-    finished_at = Instant("When the walk ended; default now")
+    finished_at = Instant(f"When the walk ended; default now{NOT_OLDER}")
 
 
 class PatrolStartedSchema(Schema):

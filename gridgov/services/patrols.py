@@ -6,6 +6,13 @@
   started_at is `client_id_conflict`.
 - Track uploads are idempotent per point time (`uq_track_point_patrol_t`): a phone may resend
   a batch, in any order, as often as it likes; one INSERT … ON CONFLICT DO NOTHING per batch.
+- Back-dating is bounded by `max_backdate` (GRIDGOV_PATROL_MAX_BACKDATE_HOURS): a new patrol
+  may not start, a new point may not be stamped, and a patrol may not be finished longer ago
+  than that, or a month's coverage and rankings could be rewritten after the fact. Replays are
+  not new: the start of a patrol already recorded, or a point time it already holds, still
+  answers as before once the window has passed (phones retry for days). The patrol's
+  created_at and each point's recorded_at are the `now` the window was checked against, so
+  everything accepted here passes the indicators' in-time rule (services/stats.py).
 - Finish computes the summary in SQL: the geodesic length of the track (ST_MakeLine ordered
   by time, measured as geography) and how many of the worker's current micro-grids the track
   touches. Finishing again returns the stored summary.
@@ -14,7 +21,7 @@ Locks: a track upload holds the patrol row FOR SHARE and a finish FOR NO KEY UPD
 finish never summarises a track while a batch is still being written into it.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -111,6 +118,7 @@ def start_patrol(
     worker_id: int,
     client_id: str,
     started_at: datetime,
+    max_backdate: timedelta,
     now: datetime | None = None,
 ) -> StartedPatrol:
     """Start a patrol, or return the one this client id already started (same started_at)."""
@@ -122,17 +130,22 @@ def start_patrol(
             code="started_at_in_future",
             errors={"json": {"started_at": ["Must not be more than 5 minutes ahead."]}},
         )
-    inserted_id = session.scalar(
-        pg_insert(Patrol)
-        .values(worker_id=worker_id, client_id=client_id, started_at=started_at)
-        .on_conflict_do_nothing(index_elements=["worker_id", "client_id"])
-        .returning(Patrol.id)
-    )
+    inserted_id = None
+    # Too old for a new patrol: only a replay of a start already recorded may be answered.
+    if started_at >= now - max_backdate:
+        inserted_id = session.scalar(
+            pg_insert(Patrol)
+            .values(worker_id=worker_id, client_id=client_id, started_at=started_at, created_at=now)
+            .on_conflict_do_nothing(index_elements=["worker_id", "client_id"])
+            .returning(Patrol.id)
+        )
     patrol = session.scalars(
         select(Patrol)
         .where(Patrol.worker_id == worker_id, Patrol.client_id == client_id)
         .execution_options(populate_existing=True)
-    ).one()
+    ).one_or_none()
+    if patrol is None:
+        raise _too_old("started_at", "started_at_too_old", max_backdate)
     if inserted_id is None and patrol.started_at != started_at:
         raise Conflict(
             f"client_id {client_id!r} already started a patrol at another time.",
@@ -148,6 +161,7 @@ def add_track_points(
     patrol_id: int,
     worker_id: int,
     fixes: Sequence[TrackFix],
+    max_backdate: timedelta,
     now: datetime | None = None,
 ) -> TrackUpload:
     """Add a batch of fixes to the worker's open patrol; fixes at a time already held are kept."""
@@ -160,8 +174,9 @@ def add_track_points(
         )
     if len(fixes) > MAX_POINTS_PER_UPLOAD:
         raise too_many_points(len(fixes))
-    _check_fix_times(fixes, started_at=patrol.started_at, now=now or datetime.now(UTC))
-    accepted = _insert_fixes(session, patrol_id=patrol_id, fixes=fixes) if fixes else 0
+    now = now or datetime.now(UTC)
+    _check_fix_times(session, patrol=patrol, fixes=fixes, now=now, max_backdate=max_backdate)
+    accepted = _insert_fixes(session, patrol_id=patrol_id, fixes=fixes, now=now) if fixes else 0
     return TrackUpload(
         accepted=accepted,
         duplicates=len(fixes) - accepted,
@@ -174,6 +189,7 @@ def finish_patrol(
     *,
     patrol_id: int,
     worker_id: int,
+    max_backdate: timedelta,
     finished_at: datetime | None = None,
     now: datetime | None = None,
 ) -> PatrolView:
@@ -192,6 +208,8 @@ def finish_patrol(
             errors={"json": {"finished_at": ["Must not be before started_at."]}},
             details={"started_at": patrol.started_at.isoformat()},
         )
+    if finished_at < now - max_backdate:
+        raise _too_old("finished_at", "finished_at_too_old", max_backdate)
     if finished_at > now + CLOCK_SKEW:
         raise ValidationFailed(
             "finished_at is in the future.",
@@ -264,6 +282,11 @@ def get_open_patrol_of_worker(session: Session, *, patrol_id: int, worker_id: in
     return patrol
 
 
+def max_backdate_from_config(config: Mapping) -> timedelta:
+    """How far back a patrol, its points and its end may be dated (PATROL_MAX_BACKDATE_HOURS)."""
+    return timedelta(hours=config["PATROL_MAX_BACKDATE_HOURS"])
+
+
 def too_many_points(count: int) -> ValidationFailed:
     """The error for an upload of more than MAX_POINTS_PER_UPLOAD points."""
     return ValidationFailed(
@@ -283,6 +306,20 @@ def _require_aware(value: datetime, field: str) -> None:
             f"{field} needs a UTC offset.",
             errors={"json": {field: ["Not a valid aware datetime."]}},
         )
+
+
+def _hours(limit: timedelta) -> float:
+    return limit / timedelta(hours=1)
+
+
+def _too_old(field: str, code: str, max_backdate: timedelta) -> ValidationFailed:
+    hours = _hours(max_backdate)
+    return ValidationFailed(
+        f"{field} is more than {hours:g} hours ago.",
+        code=code,
+        errors={"json": {field: [f"Must not be more than {hours:g} hours in the past."]}},
+        details={"max_backdate_hours": hours},
+    )
 
 
 def _not_found(patrol_id: int) -> NotFound:
@@ -305,28 +342,58 @@ def _own_patrol(session: Session, *, patrol_id: int, worker_id: int, lock: str) 
     return patrol
 
 
-def _check_fix_times(fixes: Sequence[TrackFix], *, started_at: datetime, now: datetime) -> None:
+def _check_fix_times(
+    session: Session,
+    *,
+    patrol: Patrol,
+    fixes: Sequence[TrackFix],
+    now: datetime,
+    max_backdate: timedelta,
+) -> None:
+    started_at = patrol.started_at
     earliest, latest = started_at - EARLY_POINT_TOLERANCE, now + CLOCK_SKEW
+    oldest = now - max_backdate
+    # A fix older than the window is refused unless the patrol holds it already (a resend).
+    held = _held_times(session, patrol_id=patrol.id, times=[f.t for f in fixes if f.t < oldest])
     problems: dict[int, dict[str, list[str]]] = {}
     for index, fix in enumerate(fixes):
         if fix.t < earliest:
             problems[index] = {"t": ["Before the patrol started (more than 1 minute)."]}
         elif fix.t > latest:
             problems[index] = {"t": ["More than 5 minutes in the future."]}
+        elif fix.t < oldest and fix.t not in held:
+            problems[index] = {"t": [f"More than {_hours(max_backdate):g} hours in the past."]}
     if problems:
         raise ValidationFailed(
             f"{len(problems)} point(s) have a time outside the patrol; nothing was stored.",
             code="point_time_out_of_range",
             errors={"json": {"points": problems}},
-            details={"indexes": sorted(problems), "started_at": started_at.isoformat()},
+            details={
+                "indexes": sorted(problems),
+                "started_at": started_at.isoformat(),
+                "max_backdate_hours": _hours(max_backdate),
+            },
         )
+
+
+def _held_times(session: Session, *, patrol_id: int, times: list[datetime]) -> set[datetime]:
+    """Those of `times` the patrol already has a point at."""
+    if not times:
+        return set()
+    return set(
+        session.scalars(
+            select(TrackPoint.t).where(TrackPoint.patrol_id == patrol_id, TrackPoint.t.in_(times))
+        )
+    )
 
 
 def _array(values: list, item_type) -> object:
     return cast(literal(values, ARRAY(item_type)), ARRAY(item_type))
 
 
-def _insert_fixes(session: Session, *, patrol_id: int, fixes: Sequence[TrackFix]) -> int:
+def _insert_fixes(
+    session: Session, *, patrol_id: int, fixes: Sequence[TrackFix], now: datetime
+) -> int:
     """INSERT the batch from unnest()ed arrays in one statement; return how many were new."""
     batch = (
         func.unnest(
@@ -352,13 +419,12 @@ def _insert_fixes(session: Session, *, patrol_id: int, fixes: Sequence[TrackFix]
         batch.c.input_lat,
         batch.c.input_crs,
         batch.c.accuracy_m,
+        literal(now, DateTime(timezone=True)),
     )
+    columns = ["patrol_id", "t", "location", "input_lon", "input_lat", "input_crs", "accuracy_m"]
     statement = (
         pg_insert(table)
-        .from_select(
-            ["patrol_id", "t", "location", "input_lon", "input_lat", "input_crs", "accuracy_m"],
-            rows,
-        )
+        .from_select([*columns, "recorded_at"], rows)
         .on_conflict_do_nothing(index_elements=["patrol_id", "t"])
         .returning(table.c.id)
     )

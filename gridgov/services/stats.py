@@ -24,7 +24,7 @@ Counts
 | overdue | cases open now whose current deadline < as_of, whenever reported |
 | grids | grids under the area, not retired before the period began |
 | microgrids | micro-grids under the area, not retired before the period began |
-| microgrids_patrolled | those micro-grids touched by a finished patrol started in the period |
+| microgrids_patrolled | those touched by in-time tracks of finished patrols started in the period |
 
 Rates: value = numerator / denominator, null (not 0) when the denominator is 0; rounded to
 4 decimal places (0.95 is 95%); ranks compare the exact fractions.
@@ -65,10 +65,19 @@ Why these definitions:
   finding and reporting (发现上报).
 - Patrol coverage is by area, not by person: the share of the area's micro-grids that the
   track of at least one finished patrol (started in the period, by anyone) touched. The track
-  is what the patrol summary uses (the line through its points in time order; the points when
-  the worker never moved). It needs no assignment history, and it answers the question the
-  ranking asks: was every micro-grid walked. What one worker covered of their own micro-grids
-  stays on each patrol (microgrids_visited / microgrids_assigned).
+  is built as the patrol summary builds it (the line through its points in time order; the
+  points when the worker never moved), from the patrol's in-time points. It needs no
+  assignment history, and it answers the question the ranking asks: was every micro-grid
+  walked. What one worker covered of their own micro-grids stays on each patrol
+  (microgrids_visited / microgrids_assigned).
+- In time: a patrol counts only if the server recorded it (created_at) at most the
+  back-dating limit (GRIDGOV_PATROL_MAX_BACKDATE_HOURS, default 24 h) after its started_at,
+  and a track point only if the server received it (recorded_at) at most that long after its
+  time t; points stored before recorded_at was kept (NULL) count. Without this, a month's
+  coverage and its ranking could be raised long after they were published by back-dating
+  walks into it. The patrol endpoints refuse anything older than the same limit, so what
+  they accept always counts; the rule leaves out rows written some other way (a script, SQL,
+  a larger limit earlier).
 
 Rankings rank the areas at one level (town or grid) under a parent area: rank 1 is the best,
 i.e. the highest value, except for rework_rate and overdue where lower is better. Equal values
@@ -117,7 +126,9 @@ COUNT_DEFINITIONS = {
     "overdue": "cases open now whose current deadline < as_of, whenever reported",
     "grids": "grids under the area, not retired before the period began",
     "microgrids": "micro-grids under the area, not retired before the period began",
-    "microgrids_patrolled": "those micro-grids touched by a finished patrol started in the period",
+    "microgrids_patrolled": (
+        "those touched by in-time tracks of finished patrols started in the period"
+    ),
 }
 COUNTS = tuple(COUNT_DEFINITIONS)
 
@@ -301,7 +312,13 @@ class Ranking:
 
 
 def area_indicators(
-    session: Session, *, user: User, area_code: str, period: Period, now: datetime | None = None
+    session: Session,
+    *,
+    user: User,
+    area_code: str,
+    period: Period,
+    max_backdate: timedelta,
+    now: datetime | None = None,
 ) -> IndicatorReport:
     """Counts and rates of one area the user may see, for the period."""
     row = session.execute(
@@ -312,7 +329,14 @@ def area_indicators(
     area = AreaRef(*row)
     _require_in_scope(session, user=user, code=area.code)
     as_of = min(now or datetime.now(UTC), period.end)
-    computed = _indicators(session, areas=[area], period=period, as_of=as_of, with_patrols=True)
+    computed = _indicators(
+        session,
+        areas=[area],
+        period=period,
+        as_of=as_of,
+        with_patrols=True,
+        max_backdate=max_backdate,
+    )
     return IndicatorReport(period=period, as_of=as_of, indicators=computed[0])
 
 
@@ -322,6 +346,7 @@ def ranking(
     user: User,
     level: str,
     period: Period,
+    max_backdate: timedelta,
     indicator: str = DEFAULT_RANKING_INDICATOR,
     parent_code: str | None = None,
     now: datetime | None = None,
@@ -346,6 +371,7 @@ def ranking(
         period=period,
         as_of=as_of,
         with_patrols=indicator == "patrol_coverage",
+        max_backdate=max_backdate,
     )
     higher_is_better = indicator in RATES and RATE_DEFINITIONS[indicator].higher_is_better
     return Ranking(
@@ -425,6 +451,7 @@ def _indicators(
     period: Period,
     as_of: datetime,
     with_patrols: bool,
+    max_backdate: timedelta,
 ) -> list[AreaIndicators]:
     """The counts of each area (all at one level), in the order given."""
     if not areas:
@@ -439,6 +466,7 @@ def _indicators(
         codes=[a.code for a in areas],
         period=period,
         with_patrols=with_patrols,
+        max_backdate=max_backdate,
     )
     zero = dict.fromkeys(COUNTS, 0)
     return [
@@ -491,7 +519,13 @@ def _incident_counts(
 
 
 def _area_counts(
-    session: Session, *, level: str, codes: list[str], period: Period, with_patrols: bool
+    session: Session,
+    *,
+    level: str,
+    codes: list[str],
+    period: Period,
+    with_patrols: bool,
+    max_backdate: timedelta,
 ) -> dict[str, dict[str, int]]:
     """One aggregate query: grids, micro-grids (and those patrolled) per area code."""
     prefix = func.left(Area.code, LEVEL_CODE_LENGTH[level])
@@ -502,7 +536,7 @@ def _area_counts(
         func.count().filter(is_microgrid).label("microgrids"),
     ]
     if with_patrols:
-        patrolled = Area.id.in_(_patrolled_microgrids(period))
+        patrolled = Area.id.in_(_patrolled_microgrids(period, max_backdate=max_backdate))
         columns.append(func.count().filter(is_microgrid, patrolled).label("microgrids_patrolled"))
     query = (
         select(*columns)
@@ -519,12 +553,13 @@ def _area_counts(
     }
 
 
-def _patrolled_microgrids(period: Period):
+def _patrolled_microgrids(period: Period, *, max_backdate: timedelta):
     """SQL: ids of the micro-grids the track of a finished patrol started in the period touched.
 
     The track is built as the patrol summary builds it: the line through the points in time
     order, or the points themselves when they are all in one place (a zero-length line
-    intersects nothing). The GiST index on area.boundary finds the micro-grids.
+    intersects nothing), from the patrols and points recorded in time (see the module's
+    docs). The GiST index on area.boundary finds the micro-grids.
     """
     line = func.ST_MakeLine(aggregate_order_by(TrackPoint.location, TrackPoint.t))
     path = case((func.ST_Length(line) > 0, line), else_=func.ST_Collect(TrackPoint.location))
@@ -536,6 +571,11 @@ def _patrolled_microgrids(period: Period):
             Patrol.finished_at.is_not(None),
             Patrol.started_at >= period.start,
             Patrol.started_at < period.end,
+            Patrol.created_at <= Patrol.started_at + max_backdate,
+            or_(
+                TrackPoint.recorded_at.is_(None),
+                TrackPoint.recorded_at <= TrackPoint.t + max_backdate,
+            ),
         )
         .group_by(TrackPoint.patrol_id)
         .subquery("track")

@@ -3,6 +3,7 @@ concurrency), and GET /api/v1/incidents/{id}."""
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -270,7 +271,10 @@ def test_report_proposes_the_on_duty_grid_head(post, spot, demo_users):
 def test_report_made_on_patrol_links_to_it(post, spot, client, auth):
     patrol = client.post(
         "/api/v1/patrols",
-        json={"client_id": "p-1", "started_at": "2026-11-27T08:00:00+08:00"},
+        json={
+            "client_id": "p-1",
+            "started_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        },
         headers=auth("grid_worker"),
     ).get_json()
     body = post(report(spot, patrol_id=patrol["id"])).get_json()

@@ -20,6 +20,7 @@ from tests.helpers import bearer
 WORKER_MICROGRID = "330212001001001001"  # grid_worker's assignment
 HEAD_GRID = "330212001001001"  # grid_head's assignment: three micro-grids
 CHINA = timezone(timedelta(hours=8))
+LIMIT = timedelta(hours=24)  # GRIDGOV_PATROL_MAX_BACKDATE_HOURS's default
 
 
 def iso(moment: datetime) -> str:
@@ -62,6 +63,19 @@ def area_shape(client, headers, code):
     response = client.get(f"/api/v1/areas/{code}?format=geojson", headers=headers)
     assert response.status_code == 200
     return shape(response.get_json()["geometry"])
+
+
+def started_back_then(db_session, worker_id, started_at, client_id="back-then") -> int:
+    """A patrol started at `started_at` by a phone that reached the server then (in time)."""
+    result = patrol_service.start_patrol(
+        db_session,
+        worker_id=worker_id,
+        client_id=client_id,
+        started_at=started_at,
+        max_backdate=LIMIT,
+        now=started_at + timedelta(minutes=1),
+    )
+    return result.patrol.id
 
 
 def walk(patrol: dict) -> datetime:
@@ -524,6 +538,145 @@ def test_finish_needs_no_body(client, auth):
     assert response.get_json()["finished_at"] is not None
 
 
+# --- back-dating: how far in the past a patrol, its points and its end may be --------------
+
+
+def test_a_patrol_may_start_at_most_a_day_ago(client, auth, db_session):
+    headers = auth("grid_worker")
+    now = datetime.now(UTC)
+    too_old = start(client, headers, client_id="old", started_at=now - timedelta(days=2))
+    assert too_old.status_code == 422
+    body = too_old.get_json()
+    assert body["error"] == "started_at_too_old"
+    assert body["errors"]["json"]["started_at"] == ["Must not be more than 24 hours in the past."]
+    assert body["details"] == {"max_backdate_hours": 24}
+    just_over = start(
+        client, headers, client_id="old", started_at=now - LIMIT - timedelta(seconds=1)
+    )
+    assert just_over.status_code == 422
+    assert db_session.scalar(select(func.count()).where(Patrol.client_id == "old")) == 0
+    recent = started(client, headers, client_id="old", started_at=now - timedelta(hours=23))
+    stored = db_session.get(Patrol, recent["id"])
+    # recorded when it was accepted: what the indicators compare started_at with
+    assert now <= stored.created_at <= datetime.now(UTC)
+
+
+def test_the_limit_is_a_setting(client, auth, monkeypatch, app):
+    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 1.5)
+    headers = auth("grid_worker")
+    now = datetime.now(UTC)
+    refused = start(client, headers, client_id="a", started_at=now - timedelta(hours=2))
+    assert refused.status_code == 422
+    assert refused.get_json()["details"] == {"max_backdate_hours": 1.5}
+    assert "1.5 hours" in refused.get_json()["message"]
+    assert start(client, headers, "b", started_at=now - timedelta(hours=1)).status_code == 201
+
+
+def test_a_replay_after_the_window_answers_as_before(client, auth, app, monkeypatch):
+    headers = auth("grid_worker")
+    started_at = (datetime.now(UTC) - timedelta(hours=23)).replace(microsecond=0)
+    first = start(client, headers, client_id="slow-phone", started_at=started_at)
+    assert first.status_code == 201
+    # An hour later the start is 24 h old: shrinking the window to 1 h shows the same moment.
+    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 1)
+    replay = start(client, headers, "slow-phone", started_at.astimezone(CHINA))
+    assert replay.status_code == 200
+    assert replay.get_json() == first.get_json()
+    # the same old time under a new client id is a new patrol: refused
+    other = start(client, headers, "other-phone", started_at)
+    assert other.status_code == 422
+    assert other.get_json()["error"] == "started_at_too_old"
+    # another old time under the recorded client id is still a conflict, as before
+    moved = start(client, headers, "slow-phone", started_at - timedelta(hours=1))
+    assert moved.status_code == 409
+    assert moved.get_json()["error"] == "client_id_conflict"
+    # and after finishing, the replay still answers with the patrol
+    assert finish(client, headers, first.get_json()["id"]).status_code == 200
+    finished = start(client, headers, "slow-phone", started_at)
+    assert finished.status_code == 200
+    assert finished.get_json()["finished_at"] is not None
+
+
+def test_points_more_than_a_day_old_are_refused(client, auth, db_session, demo_users, inside):
+    headers = auth("grid_worker")
+    now = datetime.now(UTC)
+    # a patrol started three days ago, in time, and never finished
+    patrol_id = started_back_then(db_session, demo_users["grid_worker"].id, now - timedelta(days=3))
+    points = fixes([inside] * 3, now - timedelta(hours=1))
+    points[1]["t"] = iso(now - timedelta(days=2))
+    response = track(client, headers, patrol_id, points)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["error"] == "point_time_out_of_range"
+    assert body["errors"]["json"]["points"] == {"1": {"t": ["More than 24 hours in the past."]}}
+    assert body["details"]["indexes"] == [1]
+    assert body["details"]["max_backdate_hours"] == 24
+    assert stored_times(db_session, patrol_id) == []
+    del points[1]
+    assert track(client, headers, patrol_id, points).get_json()["accepted"] == 2
+    recorded = db_session.scalars(
+        select(TrackPoint.recorded_at).where(TrackPoint.patrol_id == patrol_id)
+    ).all()
+    assert len(recorded) == 2
+    assert all(now <= moment <= datetime.now(UTC) for moment in recorded)
+
+
+def test_a_point_resent_after_the_window_is_a_duplicate(
+    client, auth, db_session, demo_users, inside
+):
+    headers = auth("grid_worker")
+    worker_id = demo_users["grid_worker"].id
+    now = datetime.now(UTC)
+    patrol_id = started_back_then(db_session, worker_id, now - timedelta(days=3))
+    old = fixes([inside] * 2, now - timedelta(days=3) + timedelta(minutes=5))
+    # the phone sent these back then (in time)...
+    patrol_service.add_track_points(
+        db_session,
+        patrol_id=patrol_id,
+        worker_id=worker_id,
+        fixes=[
+            patrol_service.TrackFix(
+                t=datetime.fromisoformat(p["t"]),
+                lon=p["lon"],
+                lat=p["lat"],
+                input_lon=p["lon"],
+                input_lat=p["lat"],
+                input_crs="wgs84",
+            )
+            for p in old
+        ],
+        max_backdate=LIMIT,
+        now=now - timedelta(days=3) + timedelta(minutes=10),
+    )
+    # ...and resends them now, with a fresh one: the old ones are duplicates, not errors
+    fresh = fixes([inside], now - timedelta(minutes=1))
+    body = track(client, headers, patrol_id, [*old, *fresh]).get_json()
+    assert body == {"accepted": 1, "duplicates": 2, "points": 3}
+    # an old time the patrol does not hold, sent along with a held one, is refused alone
+    unheld = fixes([inside], now - timedelta(days=2))
+    response = track(client, headers, patrol_id, [old[0], *unheld])
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]["json"]["points"]) == ["1"]
+
+
+def test_a_patrol_may_not_be_finished_more_than_a_day_ago(client, auth, db_session, demo_users):
+    headers = auth("grid_worker")
+    now = datetime.now(UTC)
+    patrol_id = started_back_then(db_session, demo_users["grid_worker"].id, now - timedelta(days=3))
+    late = finish(client, headers, patrol_id, finished_at=iso(now - timedelta(days=2)))
+    assert late.status_code == 422
+    body = late.get_json()
+    assert body["error"] == "finished_at_too_old"
+    assert body["errors"]["json"]["finished_at"] == ["Must not be more than 24 hours in the past."]
+    assert db_session.get(Patrol, patrol_id).finished_at is None
+    done = finish(client, headers, patrol_id, finished_at=iso(now - timedelta(hours=23)))
+    assert done.status_code == 200
+    # finishing again returns the stored summary, however old its end is by then
+    again = finish(client, headers, patrol_id, finished_at=iso(now - timedelta(days=2)))
+    assert again.status_code == 200
+    assert again.get_json() == done.get_json()
+
+
 # --- who may see and touch a patrol --------------------------------------------------------
 
 
@@ -558,7 +711,7 @@ def test_another_workers_patrol_is_404_like_an_unknown_one(client, auth, inside)
 
 def test_list_is_own_patrols_newest_first_page_by_page(client, auth):
     headers = auth("grid_worker")
-    base = datetime.now(UTC) - timedelta(days=1)
+    base = datetime.now(UTC) - timedelta(hours=20)
     # started out of order; two at the same instant (the id breaks the tie)
     offsets = [3, 0, 4, 1, 1, 2]
     ids = [
@@ -635,7 +788,7 @@ def test_a_patrol_stays_with_the_area_its_worker_was_on_duty_in(app, client, db_
         db_session, user=worker, area_code=OTHER_TOWN_MICROGRID, active_from=now - timedelta(days=1)
     )
     headers = bearer(app, worker)
-    before = started(client, headers, client_id="old", started_at=now - timedelta(days=2))
+    before = {"id": started_back_then(db_session, worker.id, now - timedelta(days=2))}
     after = started(client, headers, client_id="new", started_at=now - timedelta(hours=1))
     chiefs = {
         code: make_user(db_session, username=f"chief_{code}", role="supervisor", area_code=code)
@@ -695,7 +848,11 @@ def test_concurrent_starts_of_one_client_id_make_one_patrol(app, demo_users):
             with Session(engine) as session:
                 barrier.wait(timeout=10)
                 result = patrol_service.start_patrol(
-                    session, worker_id=worker_id, client_id=client_id, started_at=moment
+                    session,
+                    worker_id=worker_id,
+                    client_id=client_id,
+                    started_at=moment,
+                    max_backdate=LIMIT,
                 )
                 session.commit()
                 results.append(result)

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import stats
@@ -37,7 +37,7 @@ MG_D = "330212004001001001"
 # Times in China time.
 REPORTED = datetime(2024, 3, 10, 9, 0, tzinfo=CHINA)
 H = datetime(2024, 3, 12, 10, 0, tzinfo=CHINA)  # the handling deadline of most cases
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 
 def at(month: int, day: int, hour: int = 12, minute: int = 0, second: int = 0) -> datetime:
@@ -146,24 +146,31 @@ def spot(session, code: str) -> tuple[float, float]:
     ).one()
 
 
-def patrol(session, worker_id, started_at, points, *, finished=True) -> Patrol:
+def patrol(
+    session, worker_id, started_at, points, *, finished=True, created_late=None, received_late=None
+) -> Patrol:
+    """A patrol and its points, recorded a minute after their times (in time) unless the
+    server got the start `created_late` and the points `received_late` after their times."""
     row = Patrol(
         client_id=str(uuid.uuid4()),
         worker_id=worker_id,
         started_at=started_at,
         finished_at=started_at + HOUR if finished else None,
+        created_at=started_at + (created_late or MINUTE),
     )
     session.add(row)
     session.flush()
     for i, (lon, lat) in enumerate(points):
+        t = started_at + i * timedelta(seconds=10)
         session.add(
             TrackPoint(
                 patrol_id=row.id,
-                t=started_at + i * timedelta(seconds=10),
+                t=t,
                 location=point_sql(lon, lat),
                 input_lon=lon,
                 input_lat=lat,
                 input_crs="wgs84",
+                recorded_at=t + (received_late or MINUTE),
             )
         )
     session.flush()
@@ -301,8 +308,8 @@ def test_the_default_period_is_this_month_in_china(client, auth):
 
 def test_the_formulas_are_documented_next_to_the_code():
     lines = {" ".join(line.split()) for line in stats.__doc__.splitlines()}
-    for name, text in stats.definitions().items():
-        assert f"| {name} | {text} |" in lines, name
+    for name, definition in stats.definitions().items():
+        assert f"| {name} | {definition} |" in lines, name
 
 
 # --- a case driven through the real workflow ------------------------------------------------
@@ -427,6 +434,69 @@ def test_grids_ranked_by_patrol_coverage(client, auth, cases):
         (2, G2, 0.0, 0, 3),
     ]
     assert [i["rank"] for i in body["items"][2:]] == [2, 2, 2, 2]
+
+
+def coverage(client, auth, area=TOWN_A) -> tuple[int, dict]:
+    body = ok(indicators(client, auth, "admin", area))
+    return body["counts"]["microgrids_patrolled"], body["rates"]["patrol_coverage"]
+
+
+def test_patrols_recorded_late_do_not_change_a_past_months_coverage(
+    client, auth, cases, db_session, demo_users
+):
+    assert coverage(client, auth) == (2, rate(0.1111, 2, 18))  # MG1, MG2
+    worker = demo_users["grid_worker"].id
+    # Written today straight into the tables with March times (the server defaults stamp
+    # them now): a patrol through MG3 and, on a March patrol recorded in time, points in MG4.
+    lon, lat = spot(db_session, MG3)
+    started_at = at(3, 9)
+    patrol_id = db_session.execute(
+        text(
+            "INSERT INTO patrol (client_id, worker_id, started_at, finished_at)"
+            " VALUES ('late-sql', :worker, :start, :end) RETURNING id"
+        ),
+        {"worker": worker, "start": started_at, "end": started_at + HOUR},
+    ).scalar_one()
+    in_time = patrol(db_session, worker, at(3, 9), [])
+    lon4, lat4 = spot(db_session, MG4)
+    for pid, (x, y) in ((patrol_id, (lon, lat)), (in_time.id, (lon4, lat4))):
+        db_session.execute(
+            text(
+                "INSERT INTO track_point (patrol_id, t, location, input_lon, input_lat, input_crs)"
+                " VALUES (:patrol, :t, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :lon, :lat,"
+                " 'wgs84')"
+            ),
+            {"patrol": pid, "t": started_at + MINUTE, "lon": x, "lat": y},
+        )
+    # Through the ORM: a start recorded 25 h late (points in time), points received 25 h late.
+    late = HOUR + DAY
+    patrol(db_session, worker, at(3, 10), [spot(db_session, MG3)], created_late=late)
+    patrol(db_session, worker, at(3, 10), [spot(db_session, MG4)], received_late=late)
+    assert coverage(client, auth) == (2, rate(0.1111, 2, 18))
+    ranked = ok(
+        ranking(client, auth, "admin", level="grid", parent=TOWN_A, indicator="patrol_coverage")
+    )
+    assert items(ranked["items"])[:2] == [(1, G1, 0.6667, 2, 3), (2, G2, 0.0, 0, 3)]
+    # Recorded 23 h late is in time: MG3 counts.
+    patrol(db_session, worker, at(3, 11), [spot(db_session, MG3)], created_late=23 * HOUR)
+    assert coverage(client, auth)[0] == 3
+    # Points stored before the time they were received was kept (NULL) count: MG4.
+    db_session.execute(
+        text("UPDATE track_point SET recorded_at = NULL WHERE patrol_id = :p"), {"p": in_time.id}
+    )
+    assert coverage(client, auth)[0] == 4
+
+
+def test_the_in_time_rule_follows_the_setting(
+    client, auth, cases, db_session, demo_users, app, monkeypatch
+):
+    worker = demo_users["grid_worker"].id
+    two_days = 2 * DAY
+    patrol(db_session, worker, at(3, 10), [spot(db_session, MG3)], created_late=two_days)
+    patrol(db_session, worker, at(3, 10), [spot(db_session, MG4)], received_late=two_days)
+    assert coverage(client, auth)[0] == 2
+    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 72)
+    assert coverage(client, auth)[0] == 4
 
 
 # --- scope ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ tables and users are all still there. Every test runs in the rolled-back `db_ses
 import hashlib
 import io
 import uuid
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -224,9 +225,11 @@ def context(app, client, auth, db_session, demo_users):
     """Ids the minimal bodies refer to: an incident, an open patrol, a refresh token, …"""
     users = {name: user.id for name, user in demo_users.items()}
     incident = make_incident(db_session, reporter=users["grid_worker"], microgrid_code=MICROGRID)
+    # An hour ago: patrols may not be dated further back than the back-dating limit.
+    patrol_start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     started = client.post(
         "/api/v1/patrols",
-        json={"client_id": "probe-patrol", "started_at": "2024-05-06T08:00:00+08:00"},
+        json={"client_id": "probe-patrol", "started_at": patrol_start.isoformat()},
         headers=auth("grid_worker"),
     )
     assert started.status_code == 201, started.get_json()
@@ -241,6 +244,7 @@ def context(app, client, auth, db_session, demo_users):
         "users": users,
         "incident": incident.id,
         "patrol": started.get_json()["id"],
+        "patrol_start": patrol_start,
         "refresh_token": login.get_json()["refresh_token"],
         "lon": round(point.x, 7),
         "lat": round(point.y, 7),
@@ -318,7 +322,7 @@ WRITES = {
         "/api/v1/patrols",
         "grid_worker",
         "json",
-        lambda ctx, n: {"client_id": f"p{n}", "started_at": "2024-05-06T08:00:00+08:00"},
+        lambda ctx, n: {"client_id": f"p{n}", "started_at": ctx["patrol_start"].isoformat()},
     ),
     "patrols.upload_track": (
         "POST",
@@ -331,7 +335,7 @@ WRITES = {
                     "lon": ctx["lon"],
                     "lat": ctx["lat"],
                     "crs": "wgs84",
-                    "t": f"2024-05-06T08:{n // 60 % 60:02d}:{n % 60:02d}+08:00",
+                    "t": (ctx["patrol_start"] + timedelta(seconds=n)).isoformat(),
                 }
             ]
         },
@@ -341,7 +345,7 @@ WRITES = {
         "/api/v1/patrols/{patrol}/finish",
         "grid_worker",
         "json",
-        lambda ctx, n: {"finished_at": "2024-05-06T10:00:00+08:00"},
+        lambda ctx, n: {"finished_at": (ctx["patrol_start"] + timedelta(minutes=30)).isoformat()},
     ),
     "people.create_user": (
         "POST",
