@@ -31,6 +31,10 @@ class Config:
     # Body limits (gridgov/api/http_policy.py): ordinary requests, boundary change sets.
     MAX_JSON_BYTES = _env_int("GRIDGOV_MAX_JSON_BYTES", 1024 * 1024)
     MAX_CHANGESET_BYTES = _env_int("GRIDGOV_MAX_CHANGESET_BYTES", 64 * 1024 * 1024)
+    # Reverse proxies in front of the app that add X-Forwarded-For/-Proto/-Host/-Port: the
+    # client's address is read that many hops back (rate limits, logs, audit). 0 trusts none:
+    # without a proxy, a forged X-Forwarded-For must not pick the address a limit counts.
+    PROXY_HOPS = _env_int("GRIDGOV_PROXY_HOPS", 0)
     # Browser origins allowed to call the API, comma separated; empty: none ('*' is refused).
     CORS_ORIGINS = os.environ.get("GRIDGOV_CORS_ORIGINS", "")
     # Log level; the format (GRIDGOV_LOG_FORMAT) is read by gridgov/logging_setup.py, since

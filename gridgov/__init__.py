@@ -36,9 +36,16 @@ def register_logging(app: Flask) -> None:
 
 
 def register_request_context(app: Flask) -> None:
-    """Request id (X-Request-ID), access log line and body size limit, before other hooks."""
+    """Client address behind proxies, request id (X-Request-ID), access log line and body
+    size limit, before other hooks."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
     from gridgov.api.http_policy import register_body_limits
     from gridgov.logging_setup import register_request_logging
+
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
     register_request_logging(app)
     register_body_limits(app)

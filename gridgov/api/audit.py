@@ -2,7 +2,7 @@
 
 from gridgov.api.input import Blueprint
 from gridgov.api.paging import encode_cursor, page_limit, page_position
-from gridgov.api.security import require_role
+from gridgov.api.security import roles_allowed
 from gridgov.extensions import db
 from gridgov.schemas.audit import AuditPageSchema, AuditQuerySchema
 from gridgov.services import audit
@@ -11,11 +11,11 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit log.
 
 
 @blp.route("/audit")
+@roles_allowed("admin")
 @blp.arguments(AuditQuerySchema, location="query")
 @blp.response(200, AuditPageSchema)
 def list_audit(args):
     """Logins, failed logins and admin actions, newest first (admins only)."""
-    require_role("admin")
     position = page_position(args, id=int)
     before = position["id"] if position else None
     events, has_more = audit.list_events(

@@ -3,7 +3,7 @@
 from flask import current_app
 
 from gridgov.api.input import Blueprint
-from gridgov.api.security import require_role
+from gridgov.api.security import current_user, roles_allowed
 from gridgov.extensions import db
 from gridgov.schemas.boundaries import (
     ChangeSetBodySchema,
@@ -19,6 +19,7 @@ blp = Blueprint(
 
 
 @blp.route("/changes", methods=["POST"])
+@roles_allowed("admin")
 @blp.arguments(ChangeSetQuerySchema, location="query")
 @blp.arguments(ChangeSetBodySchema)
 @blp.response(200, ChangeSetResultSchema)
@@ -30,7 +31,7 @@ blp = Blueprint(
 )
 def post_changes(query, body):
     """Validate a GeoJSON change set, preview its impact, and apply it unless `dry_run`."""
-    actor = require_role("admin")
+    actor = current_user()
     options = boundary_service.ChangeSetOptions(
         dry_run=query["dry_run"],
         repair=query["repair"],

@@ -84,7 +84,7 @@ def handle_http_exception(exc: HTTPException):
     error = data.get("error")
     if status == 422 and errors:
         message = "The request did not validate."
-        error = error or next(_message_codes(errors), None)
+        error = error or next(message_codes(errors), None)
     headers = dict(data.get("headers") or {})
     if status == 405 and exc.valid_methods:
         headers["Allow"] = ", ".join(exc.valid_methods)
@@ -108,7 +108,12 @@ def retry_after_seconds() -> int:
     return max(1, int(limit.reset_at - time.time())) if limit else 60
 
 
-def _message_codes(messages: object) -> Iterator[str]:
+def message_code(messages: object, default: str = "validation_failed") -> str:
+    """The first "<code>: text" code in marshmallow's messages, else `default`."""
+    return next(message_codes(messages), default)
+
+
+def message_codes(messages: object) -> Iterator[str]:
     """Codes of "<code>: text" messages anywhere in marshmallow's nested error messages."""
     if isinstance(messages, str):
         match = _CODED_MESSAGE.match(messages)
@@ -116,10 +121,10 @@ def _message_codes(messages: object) -> Iterator[str]:
             yield match.group(1)
     elif isinstance(messages, dict):
         for value in messages.values():
-            yield from _message_codes(value)
+            yield from message_codes(value)
     elif isinstance(messages, list):
         for value in messages:
-            yield from _message_codes(value)
+            yield from message_codes(value)
 
 
 def handle_domain_error(exc: DomainError):

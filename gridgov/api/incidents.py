@@ -9,6 +9,7 @@ from flask import current_app, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError
 
+from gridgov.api.errors import message_code
 from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
 from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE, Blueprint, load_or_raise
 from gridgov.api.paging import encode_cursor, page_limit, page_position
@@ -153,7 +154,7 @@ def _batch_item(item: object, reporter, settings) -> dict:
         return {
             "client_id": client_id,
             "status": 422,
-            "error": "validation_failed",
+            "error": message_code(error.messages),
             "errors": error.messages,
         }
     try:

@@ -6,7 +6,7 @@ from flask import current_app
 
 from gridgov.api.input import Blueprint
 from gridgov.api.paging import decode_cursor, encode_cursor, invalid_cursor, page_limit
-from gridgov.api.security import current_user, require_role
+from gridgov.api.security import current_user, roles_allowed
 from gridgov.extensions import db
 from gridgov.schemas.patrols import (
     PatrolFinishSchema,
@@ -29,6 +29,7 @@ TOO_OLD_DOC = "more than GRIDGOV_PATROL_MAX_BACKDATE_HOURS (default 24) hours ag
 
 
 @blp.route("", methods=["POST"])
+@roles_allowed("worker", "supervisor")
 @blp.arguments(PatrolStartSchema)
 @blp.response(201, PatrolStartedSchema)
 @blp.alt_response(200, schema=PatrolStartedSchema, description="A replay of a recorded start.")
@@ -41,7 +42,7 @@ TOO_OLD_DOC = "more than GRIDGOV_PATROL_MAX_BACKDATE_HOURS (default 24) hours ag
 )
 def start_patrol(args):
     """Start a patrol; replaying the same client_id and started_at returns it with 200."""
-    user = require_role("worker", "supervisor")
+    user = current_user()
     result = patrol_service.start_patrol(
         db.session, worker_id=user.id, max_backdate=_max_backdate(), **args
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from gridgov.api.input import Blueprint
 from gridgov.api.paging import encode_cursor, page_limit, page_position
-from gridgov.api.security import current_user, require_role
+from gridgov.api.security import current_user, roles_allowed
 from gridgov.extensions import db
 from gridgov.schemas.common import PageQuerySchema
 from gridgov.schemas.people import (
@@ -42,12 +42,13 @@ def _page(page: Any, key: Any) -> dict:
 
 
 @blp.route("/users")
+@roles_allowed("admin", "supervisor")
 @blp.arguments(UserListQuerySchema, location="query")
 @blp.response(200, UserPageSchema)
 @blp.alt_response(403, description="`forbidden`: workers may not list people.")
 def list_users(args):
     """Users by id: all for an admin, those assigned now in a supervisor's subtree."""
-    viewer = require_role("admin", "supervisor")
+    viewer = current_user()
     position = page_position(args, id=int)
     page = people_service.list_users(
         db.session,
@@ -63,6 +64,7 @@ def list_users(args):
 
 
 @blp.route("/users", methods=["POST"])
+@roles_allowed("admin")
 @blp.arguments(UserCreateSchema)
 @blp.response(201, UserDetailSchema)
 @blp.alt_response(403, description="`forbidden`: admins only.")
@@ -70,7 +72,7 @@ def list_users(args):
 @blp.alt_response(422, description="`weak_password`, `validation_failed`.")
 def create_user(body):
     """Create a user (admin); the password is stored hashed and never returned."""
-    actor = require_role("admin")
+    actor = current_user()
     user = people_service.create_user(db.session, actor=actor, **body)
     db.session.commit()
     return user
@@ -85,6 +87,7 @@ def get_user(user_id):
 
 
 @blp.route("/users/<id32:user_id>", methods=["PATCH"])
+@roles_allowed("admin")
 @blp.arguments(UserUpdateSchema)
 @blp.response(200, UserDetailSchema)
 @blp.alt_response(403, description="`forbidden`: admins only.")
@@ -96,7 +99,7 @@ def get_user(user_id):
 )
 def update_user(body, user_id):
     """Change a user (admin); `is_active: false` deactivates and ends open assignments."""
-    actor = require_role("admin")
+    actor = current_user()
     user = people_service.update_user(db.session, actor=actor, user_id=user_id, **body)
     db.session.commit()
     return user
@@ -106,12 +109,13 @@ def update_user(body, user_id):
 
 
 @blp.route("/assignments")
+@roles_allowed("admin", "supervisor")
 @blp.arguments(AssignmentListQuerySchema, location="query")
 @blp.response(200, AssignmentPageSchema)
 @blp.alt_response(403, description="`forbidden`: workers may not list assignments.")
 def list_assignments(args):
     """Assignments by id, history included: all for an admin, a supervisor's subtree."""
-    viewer = require_role("admin", "supervisor")
+    viewer = current_user()
     position = page_position(args, id=int)
     page = people_service.list_assignments(
         db.session,
@@ -126,6 +130,7 @@ def list_assignments(args):
 
 
 @blp.route("/assignments", methods=["POST"])
+@roles_allowed("admin")
 @blp.arguments(AssignmentCreateSchema)
 @blp.response(201, AssignmentSchema)
 @blp.alt_response(403, description="`forbidden`: admins only.")
@@ -138,7 +143,7 @@ def list_assignments(args):
 )
 def create_assignment(body):
     """Assign a user to an area (admin)."""
-    actor = require_role("admin")
+    actor = current_user()
     assignment = people_service.create_assignment(
         db.session,
         actor=actor,
@@ -153,12 +158,13 @@ def create_assignment(body):
 
 
 @blp.route("/assignments/<id32:assignment_id>", methods=["DELETE"])
+@roles_allowed("admin")
 @blp.response(200, AssignmentSchema)
 @blp.alt_response(403, description="`forbidden`: admins only.")
 @blp.alt_response(404, description="`assignment_not_found`.")
 def end_assignment(assignment_id):
     """End an assignment now (admin); the row stays as history, ending twice is a no-op."""
-    actor = require_role("admin")
+    actor = current_user()
     assignment = people_service.end_assignment(db.session, actor=actor, assignment_id=assignment_id)
     db.session.commit()
     return assignment

@@ -44,6 +44,8 @@ PUBLIC_ENDPOINTS = {
 VERIFIED_TOKENS_KEY = "gridgov_verified_tokens"
 # Where each app keeps its users' recently read access states (revocation checks).
 ACCESS_STATES_KEY = "gridgov_access_states"
+# Where roles_allowed leaves the roles on a view function.
+_ROLES_ATTRIBUTE = "gridgov_roles_allowed"
 # Endpoints that check a token of their own kind (the refresh token).
 SELF_CHECKED_ENDPOINTS = {"auth.refresh"}
 
@@ -111,6 +113,7 @@ def _require_token() -> None:
     tokens.check_access(
         current_app.extensions[ACCESS_STATES_KEY].get(user_id), generation=get_jwt().get("gen")
     )
+    _check_role(endpoint)
 
 
 def access_token_for(user: User, **kwargs) -> str:
@@ -202,12 +205,25 @@ def current_role() -> str:
     return get_jwt()["role"]
 
 
-def require_role(*roles: str) -> User:
-    """The current user, or Forbidden when their role is not one of `roles`."""
-    user = current_user()
-    if user.role not in roles:
-        raise Forbidden(f"This needs the role {' or '.join(roles)}.")
-    return user
+def roles_allowed(*roles: str):
+    """Decorator (right under @blp.route): only these roles may call the endpoint.
+
+    The token gate checks it from the token's role before anything reads the request body, so
+    a worker's token cannot make a process parse a 64 MiB change set only to be refused. (A
+    role change bumps the token generation, so the role in a valid token is the current one.)
+    """
+
+    def decorate(view):
+        setattr(view, _ROLES_ATTRIBUTE, frozenset(roles))
+        return view
+
+    return decorate
+
+
+def _check_role(endpoint: str) -> None:
+    roles = getattr(current_app.view_functions[endpoint], _ROLES_ATTRIBUTE, None)
+    if roles is not None and get_jwt()["role"] not in roles:
+        raise Forbidden(f"This needs the role {' or '.join(sorted(roles))}.")
 
 
 def _register_token_errors() -> None:

@@ -207,7 +207,7 @@ class ActionSchema(Schema):
     handling_unit = fields.String(validate=validate.Length(min=1, max=100))
     duplicate_of = fields.Integer(validate=validate.Range(min=1, max=INT64_MAX))
     expected_version = fields.Integer(
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=INT32_MAX),
         metadata={"description": "Alternative to the If-Match header."},
     )
 
