@@ -276,8 +276,13 @@ def _point_json(item: dict) -> str:
 @blp.alt_response(409, description="`invalid_transition`: not allowed from the current status.")
 @blp.alt_response(412, description="`version_mismatch`: If-Match/expected_version is stale.")
 @blp.alt_response(403, description="`forbidden`: your role may not do this.")
+@blp.alt_response(
+    422,
+    description="`missing_fields`; `invalid_assignee`: not an active worker or supervisor on "
+    "duty in the case's handling area (escalate first to reach people elsewhere).",
+)
 def act(action_request, incident_id):
-    """Move a case through the loop (accept, dispatch, resolve, verify, close, escalate, …)."""
+    """Move a case through the loop (accept, dispatch, reassign, resolve, verify, close, …)."""
     action_request = dataclasses.replace(
         action_request, expected_version=_expected_version(incident_id, action_request)
     )

@@ -3,7 +3,7 @@
 - admin: everything.
 - supervisor: incidents in the subtree of the areas they are assigned to.
 - worker: incidents in the subtree of their assigned grids/micro-grids, plus the ones they
-  reported or currently hold.
+  reported or currently hold (who may be made a holder: gridgov.services.workflow).
 
 Patrols: their worker and admins see them all; a supervisor also sees the patrols of anyone
 who was on duty in the subtree of the supervisor's areas when the patrol started.
@@ -78,12 +78,19 @@ def on_duty_under(
     at: datetime | ColumnElement[datetime] | None = None,
 ) -> ColumnElement[bool]:
     """SQL condition: user `user_id` had an assignment under `prefixes` active at `at`."""
+    return on_duty_where(area_in_subtree(prefixes), user_id, at)
+
+
+def on_duty_where(
+    area_condition: ColumnElement[bool],
+    user_id: ColumnElement[int] | int,
+    at: datetime | ColumnElement[datetime] | None = None,
+) -> ColumnElement[bool]:
+    """SQL condition: user `user_id` had an assignment active at `at` to an area matching."""
     return (
         select(Assignment.id)
         .join(Area, Area.id == Assignment.area_id)
-        .where(
-            Assignment.user_id == user_id, active_assignment_filter(at), area_in_subtree(prefixes)
-        )
+        .where(Assignment.user_id == user_id, active_assignment_filter(at), area_condition)
         .exists()
     )
 

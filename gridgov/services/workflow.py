@@ -5,12 +5,25 @@
        │                                            └────────resolve───────┤
        ▼                                                                   ▼
     returned ◀──return (rework)── resolved ──verify──▶ verified ──close──▶ closed
-       └──dispatch──▶ dispatched
+       └──dispatch──▶ dispatched        dispatched, in_progress ──reassign──▶ dispatched
 
 - escalate keeps the status and moves handling up one level (grid → community → town →
   district) with a fresh clock for the current stage; comment changes nothing but the timeline.
 - Supervisors and admins in scope run the loop; a worker may start, resolve and escalate only
   what they hold (handler), and comment on what they can see.
+- Who may hold a case (dispatch and reassign `assignee`): an active worker or supervisor with an
+  assignment active now to the case's handling area, to an area inside it, or to an area above
+  it (a supervisor above). The handling area is the case's area at its handling level (grid →
+  its grid, community → its community, town → its town, district → the district); an unrouted
+  case has only its district. So a grid-level case goes to the people of that grid; to reach a
+  neighbouring grid or another town the case is escalated first. Anyone else is refused with
+  invalid_assignee. A holder reads the case because they hold it (services/scope.py), so this
+  rule is also what keeps a case from being read outside its area.
+- reassign takes a dispatched or in-progress case from its holder (away, deactivated, off
+  duty: their eligibility is not checked) and gives it to another eligible holder or unit, back
+  in dispatched. It is not rework (rework_count is untouched, so the 返工率 indicator never
+  counts it) and keeps the deadline: the handling clock runs from dispatch, and neither
+  reassign nor start restarts it. Its event records the previous holder and unit.
 - Every action locks the row (SELECT … FOR UPDATE) and checks the expected version, so of two
   people acting at once one succeeds and the other gets a version or transition conflict.
 """
@@ -18,23 +31,30 @@
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gridgov.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from gridgov.models import (
     HANDLING_LEVELS,
     STATUSES,
+    Area,
     Category,
     Incident,
     IncidentEvent,
     User,
 )
 from gridgov.services.calendar import WorkCalendar
-from gridgov.services.scope import get_visible_incident, incident_scope
+from gridgov.services.scope import (
+    area_in_subtree,
+    get_visible_incident,
+    incident_scope,
+    on_duty_where,
+)
 from gridgov.services.time_limits import deadline_for
 
 SUPERVISING = frozenset({"supervisor", "admin"})
+HOLDER_ROLES = frozenset({"worker", "supervisor"})
 HANDLING_STATUSES = ("reported", "accepted", "dispatched", "in_progress", "returned")
 
 
@@ -45,6 +65,7 @@ class Transition:
     required: tuple[str, ...] = ()
     handler_may: bool = False  # the worker holding the case may do it too
     anyone_in_scope: bool = False
+    restarts_clock: bool = True  # the deadline of the (new) stage starts again now
 
 
 TRANSITIONS = {
@@ -52,13 +73,19 @@ TRANSITIONS = {
     "reject": Transition(("reported",), "rejected", ("note",)),
     "duplicate": Transition(("reported",), "duplicate", ("duplicate_of",)),
     "dispatch": Transition(("accepted", "returned"), "dispatched", ("assignee_or_unit",)),
-    "start": Transition(("dispatched",), "in_progress", handler_may=True),
+    "reassign": Transition(
+        ("dispatched", "in_progress"),
+        "dispatched",
+        ("note", "assignee_or_unit"),
+        restarts_clock=False,
+    ),
+    "start": Transition(("dispatched",), "in_progress", handler_may=True, restarts_clock=False),
     "resolve": Transition(("dispatched", "in_progress"), "resolved", ("note",), handler_may=True),
     "verify": Transition(("resolved",), "verified"),
     "return": Transition(("resolved",), "returned", ("note",)),
     "close": Transition(("verified",), "closed"),
     "escalate": Transition(HANDLING_STATUSES, None, ("note",), handler_may=True),
-    "comment": Transition(STATUSES, None, ("note",), anyone_in_scope=True),
+    "comment": Transition(STATUSES, None, ("note",), anyone_in_scope=True, restarts_clock=False),
 }
 ACTIONS = tuple(TRANSITIONS)
 
@@ -172,10 +199,8 @@ def _apply(session, incident: Incident, actor, request: ActionRequest, calendar)
         if action == "duplicate":
             incident.duplicate_of_id = _original(session, actor, incident, request.duplicate_of)
             data["duplicate_of"] = incident.duplicate_of_id
-    elif action == "dispatch":
-        incident.handler_id = _assignee(session, request.assignee_id)
-        incident.handling_unit = request.handling_unit
-        data.update(assignee=incident.handler_id, handling_unit=incident.handling_unit)
+    elif action in ("dispatch", "reassign"):
+        data.update(_hand_over(session, incident, request))
     elif action == "resolve":
         incident.resolved_at = now
         incident.resolved_level = incident.handling_level
@@ -185,10 +210,10 @@ def _apply(session, incident: Incident, actor, request: ActionRequest, calendar)
         incident.resolved_at = None
     elif action == "escalate":
         data.update(_escalate(incident), auto=actor is None)
-    target = TRANSITIONS[action].target
-    if target is not None:
-        incident.status = target
-    if target is not None or action == "escalate":
+    transition = TRANSITIONS[action]
+    if transition.target is not None:
+        incident.status = transition.target
+    if transition.restarts_clock:
         _restart_clock(session, incident, now, calendar, fresh_handle=action == "accept")
     return data
 
@@ -240,15 +265,54 @@ def _original(session, actor, incident: Incident, original_id: int) -> int:
     return original.id
 
 
-def _assignee(session, assignee_id: int | None) -> int | None:
+def _hand_over(session, incident: Incident, request: ActionRequest) -> dict:
+    """Give the case to an eligible holder and/or unit; return what the event records."""
+    handler_id = _assignee(session, incident, request.assignee_id)
+    previous = {
+        "previous_assignee": incident.handler_id,
+        "previous_handling_unit": incident.handling_unit,
+    }
+    reassign = request.action == "reassign"
+    if reassign and (handler_id, request.handling_unit) == tuple(previous.values()):
+        raise ValidationFailed(
+            "The case is already held by that assignee and unit.",
+            code="invalid_assignee",
+            errors={"assignee": ["Already holds the case: name another holder."]},
+        )
+    incident.handler_id = handler_id
+    incident.handling_unit = request.handling_unit
+    data = {"assignee": handler_id, "handling_unit": request.handling_unit}
+    return data | previous if reassign else data
+
+
+def _handling_area_ids(incident: Incident) -> list[int]:
+    """The case's area at its handling level first, then the areas above it (unrouted: district)."""
+    levels = HANDLING_LEVELS[HANDLING_LEVELS.index(incident.handling_level) :]
+    return [i for i in (getattr(incident, f"{level}_id") for level in levels) if i is not None]
+
+
+def _assignee(session, incident: Incident, assignee_id: int | None) -> int | None:
     if assignee_id is None:
         return None
     user = session.get(User, assignee_id)
-    if user is None or not user.is_active or user.role == "admin":
+    if user is None or not user.is_active or user.role not in HOLDER_ROLES:
         raise ValidationFailed(
             "The assignee must be an active worker or supervisor.",
             code="invalid_assignee",
             errors={"assignee": [f"No active worker or supervisor {assignee_id}."]},
+        )
+    area_ids = _handling_area_ids(incident)
+    area = session.get(Area, area_ids[0])
+    # At the handling area or under it (its people), or above it (supervisors over it).
+    reach = or_(area_in_subtree([area.code]), Area.id.in_(area_ids))
+    if not session.scalar(select(on_duty_where(reach, user.id))):
+        raise ValidationFailed(
+            f"User {user.id} is not on duty in {area.level} {area.code}, where this case is "
+            f"handled ({incident.handling_level} level); escalate the case to hand it to "
+            "someone outside that area.",
+            code="invalid_assignee",
+            errors={"assignee": [f"Not on duty in the case's area {area.code}."]},
+            details={"area": area.code, "handling_level": incident.handling_level},
         )
     return user.id
 

@@ -127,3 +127,49 @@ def test_reporters_and_holders_see_their_own(app, client, world, db_session):
     db_session.flush()
     headers = bearer(app, users["grid_worker"])
     assert client.get(f"/api/v1/incidents/{incidents['b'].id}", headers=headers).status_code == 200
+
+
+def _reads(client, headers, incident_id, photo_id) -> list[int]:
+    return [
+        client.get(f"/api/v1/incidents/{incident_id}", headers=headers).status_code,
+        client.get(f"/api/v1/incidents/{incident_id}/timeline", headers=headers).status_code,
+        client.get(f"/api/v1/photos/{photo_id}", headers=headers).status_code,
+    ]
+
+
+def _act(client, headers, incident_id, **body):
+    return client.post(f"/api/v1/incidents/{incident_id}/actions", json=body, headers=headers)
+
+
+def test_a_worker_of_another_town_is_never_made_holder_so_never_reads(app, client, world):
+    users, incidents, photos = world
+    supervisor = bearer(app, users["town_supervisor"])
+    case = incidents["a"].id
+    assert _act(client, supervisor, case, action="accept").status_code == 200
+    refused = _act(client, supervisor, case, action="dispatch", assignee=users["worker_b"].id)
+    assert refused.status_code == 422
+    assert refused.get_json()["error"] == "invalid_assignee"
+    assert _reads(client, bearer(app, users["worker_b"]), case, photos["a"]) == [404] * 3
+
+
+def test_a_holder_reassigned_away_stops_reading(app, client, world, db_session):
+    users, incidents, photos = world
+    # On duty in another micro-grid of the case's grid: a holder, but not otherwise in scope.
+    holder = make_user(db_session, username="holder", area_code="330212001001001002")
+    supervisor, as_holder = bearer(app, users["town_supervisor"]), bearer(app, holder)
+    case = incidents["a"].id
+    assert _reads(client, as_holder, case, photos["a"]) == [404] * 3
+    assert _act(client, supervisor, case, action="accept").status_code == 200
+    assert _act(client, supervisor, case, action="dispatch", assignee=holder.id).status_code == 200
+    assert _reads(client, as_holder, case, photos["a"]) == [200] * 3
+    moved = _act(
+        client,
+        supervisor,
+        case,
+        action="reassign",
+        assignee=users["grid_worker"].id,
+        note="改派",
+    )
+    assert moved.status_code == 200, moved.get_json()
+    assert _reads(client, as_holder, case, photos["a"]) == [404] * 3
+    assert _reads(client, bearer(app, users["grid_worker"]), case, photos["a"]) == [200] * 3

@@ -315,7 +315,7 @@ def test_the_formulas_are_documented_next_to_the_code():
 # --- a case driven through the real workflow ------------------------------------------------
 
 
-def test_a_case_through_the_workflow_is_counted_closed_on_time(
+def test_a_case_through_the_workflow_is_counted_closed_on_time_and_reassigning_is_no_rework(
     client, auth, demo_users, db_session
 ):
     lon, lat = spot(db_session, MG1)
@@ -342,7 +342,9 @@ def test_a_case_through_the_workflow_is_counted_closed_on_time(
 
     act("accept")
     act("dispatch", assignee=demo_users["grid_worker"].id)
-    act("resolve", user="grid_worker", note="已清理")
+    act("start", user="grid_worker")
+    act("reassign", assignee=demo_users["grid_head"].id, note="网格员请假")
+    act("resolve", user="grid_head", note="已清理")
     act("verify")
     act("close")
     today = datetime.now(UTC).astimezone(CHINA).date()
@@ -358,6 +360,8 @@ def test_a_case_through_the_workflow_is_counted_closed_on_time(
     assert (counts["reported"], counts["due"], counts["closed"]) == (1, 1, 1)
     assert (counts["closed_on_time"], counts["resolved_town_or_below"]) == (1, 1)
     assert body["rates"]["on_time_closure_rate"] == rate(1.0, 1, 1)
+    assert (counts["handled"], counts["reworked"]) == (1, 0)
+    assert body["rates"]["rework_rate"] == rate(0.0, 0, 1)
 
 
 # --- rankings -------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ const ACTION_LABELS = {
   reject: "不予受理",
   duplicate: "标记重复",
   dispatch: "派遣",
+  reassign: "改派",
   start: "开始处置",
   resolve: "处置完成",
   verify: "核查通过",
