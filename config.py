@@ -110,6 +110,9 @@ class Config:
     BOUNDARY_GAP_M2 = _env_float("GRIDGOV_BOUNDARY_GAP_M2", 1.0)
     BOUNDARY_PARENT_M = _env_float("GRIDGOV_BOUNDARY_PARENT_M", 1.0)
     BOUNDARY_MAX_VERTICES = _env_int("GRIDGOV_BOUNDARY_MAX_VERTICES", 20_000)
+    # How long intake waits for a boundary change holding the map before answering 503
+    # map_busy (with Retry-After) rather than tying up the worker.
+    MAP_LOCK_WAIT_MS = _env_int("GRIDGOV_MAP_LOCK_WAIT_MS", 3000)
 
     # Paging of list endpoints.
     PAGE_SIZE_DEFAULT = _env_int("GRIDGOV_PAGE_SIZE_DEFAULT", 50)

@@ -1,6 +1,7 @@
 """Domain errors: raised by services, turned into the JSON error envelope at the HTTP edge.
 
-Each error has a stable snake_case `code` (what a phone app branches on) and an HTTP status.
+Each error has a stable snake_case `code` (what a phone app branches on) and an HTTP status;
+one worth retrying soon also names `retry_after` (seconds, sent as the Retry-After header).
 """
 
 from typing import Any
@@ -11,6 +12,7 @@ class DomainError(Exception):
 
     code = "domain_error"
     http_status = 400
+    retry_after: int | None = None
 
     def __init__(
         self,
@@ -88,3 +90,11 @@ class UnsupportedMediaType(DomainError):
 
     code = "unsupported_media_type"
     http_status = 415
+
+
+class MapBusy(DomainError):
+    """A boundary change holds the map longer than intake may wait: retry shortly."""
+
+    code = "map_busy"
+    http_status = 503
+    retry_after = 5

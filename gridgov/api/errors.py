@@ -135,6 +135,7 @@ def handle_domain_error(exc: DomainError):
         message=exc.message,
         errors=exc.errors,
         details=exc.details,
+        headers={"Retry-After": str(exc.retry_after)} if exc.retry_after else None,
     )
 
 

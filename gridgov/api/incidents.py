@@ -15,7 +15,7 @@ from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE, Blueprint,
 from gridgov.api.paging import encode_cursor, page_limit, page_position
 from gridgov.api.routing import routing_body
 from gridgov.api.security import current_user
-from gridgov.errors import DomainError, ValidationFailed
+from gridgov.errors import DomainError, MapBusy, ValidationFailed
 from gridgov.extensions import db
 from gridgov.schemas.geojson import GeoJSONFeatureCollectionSchema
 from gridgov.schemas.incidents import (
@@ -57,6 +57,7 @@ def intake_settings() -> incident_service.IntakeSettings:
         calendar=work_calendar(),
         duplicate_radius_m=config["DUPLICATE_RADIUS_M"],
         duplicate_window=timedelta(hours=config["DUPLICATE_WINDOW_HOURS"]),
+        map_lock_wait_ms=config["MAP_LOCK_WAIT_MS"],
     )
 
 
@@ -136,12 +137,18 @@ def create_incident(report):
 def create_batch(batch):
     """Upload a phone's offline queue: each item is answered on its own, none blocks another."""
     reporter, settings = current_user(), intake_settings()
-    results = [_batch_item(item, reporter, settings) for item in batch["items"]]
+    results, busy = [], None
+    for item in batch["items"]:
+        result = _batch_item(item, reporter, settings, busy)
+        results.append(result)
+        if result.get("error") == MapBusy.code:
+            # One wait for the map is enough: the items after it get the same answer at once.
+            busy = result
     db.session.commit()
     return {"results": results}
 
 
-def _batch_item(item: object, reporter, settings) -> dict:
+def _batch_item(item: object, reporter, settings, busy: dict | None) -> dict:
     """One item's answer. Whatever fails stays with its item: a phone retrying its queue must
     never be stuck behind one bad report (only a database that cannot be reached fails all)."""
     raw_id = item.get("client_id") if isinstance(item, dict) else None
@@ -157,6 +164,8 @@ def _batch_item(item: object, reporter, settings) -> dict:
             "error": message_code(error.messages),
             "errors": error.messages,
         }
+    if busy is not None:
+        return {**busy, "client_id": client_id}
     try:
         with db.session.begin_nested():  # a failing item rolls back alone
             result = incident_service.submit_incident(

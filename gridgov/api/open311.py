@@ -6,7 +6,8 @@ non-personal fields; posted requests are cases like any phone report.
 
 Every answer under /open311 is in the spec's own form, errors included: a list of
 {"code", "description"} (XML: <errors><error>…) with the HTTP status the spec asks for (400 bad
-or missing parameters, 403 api_key, 404 unknown service/request/URL), never the /api/v1 error
+or missing parameters, 403 api_key, 404 unknown service/request/URL, 503 with Retry-After
+while the map is being changed or the database is away), never the /api/v1 error
 envelope. Blueprint error handlers cover errors raised in these views; a before-request hook
 covers what fails before a view is chosen (unknown URL 404, wrong method 405).
 """
@@ -195,9 +196,10 @@ def _domain_error(error: DomainError):
     status = error.http_status
     if status in (401, 403):
         status = 403  # spec: 403 for a missing or invalid api_key
-    elif status not in (404, 413):
+    elif status not in (404, 413, 503):
         status = 400  # spec: 400 for anything else the request got wrong (422, 409, …)
-    return error_response(status, error.message)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return error_response(status, error.message, headers=headers)
 
 
 @blp.errorhandler(HTTPException)

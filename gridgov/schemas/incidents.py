@@ -73,7 +73,7 @@ class BatchSchema(Schema):
 
 class BatchItemResultSchema(Schema):
     client_id = fields.String(allow_none=True)
-    status = fields.Integer(required=True, metadata={"description": "201, 200, 409 or 422"})
+    status = fields.Integer(required=True, metadata={"description": "201, 200, 409, 422 or 503"})
     id = fields.Integer()
     error = fields.String()
     message = fields.String()

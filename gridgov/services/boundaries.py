@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from shapely.geometry import MultiPolygon
 from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from geo.codes import LEVEL_CODE_LENGTH, level_of_code
@@ -29,6 +30,7 @@ from geo.topology import (
     family_problems,
     parse_boundary,
 )
+from gridgov.errors import MapBusy
 from gridgov.models import (
     Area,
     AreaRevision,
@@ -51,9 +53,34 @@ ACTIONS = ("upsert", "retire")
 Progress = Callable[[str, int, int], None]
 
 
-def lock_map_shared(session: Session) -> None:
-    """Hold the map steady until this transaction ends (intake calls it before routing)."""
-    session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": MAP_LOCK_KEY})
+# The shared map lock with a bounded wait, in one round trip: the inner select sets
+# lock_timeout (remembering the value before), the outer one takes the lock and puts the
+# previous value back, so only this wait is bounded. The rest of the transaction keeps its own
+# setting: a later wait there (a concurrent report with the same client_id, a photo row) must
+# not fail, nor be mistaken for a busy map.
+_LOCK_MAP_SHARED_SQL = text(
+    """
+SELECT pg_advisory_xact_lock_shared(:key), set_config('lock_timeout', before.previous, true)
+FROM (SELECT current_setting('lock_timeout') AS previous,
+             set_config('lock_timeout', :wait, true) AS bounded) AS before
+"""
+)
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def lock_map_shared(session: Session, *, wait_ms: int) -> None:
+    """Hold the map steady until this transaction ends; MapBusy after `wait_ms` of waiting."""
+    # lock_timeout 0 would mean no limit at all: the shortest bounded wait is 1 ms.
+    wait = f"{max(wait_ms, 1)}ms"
+    try:
+        session.execute(_LOCK_MAP_SHARED_SQL, {"key": MAP_LOCK_KEY, "wait": wait})
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        raise MapBusy(
+            "The map is being changed; nothing was stored. Send the report again shortly.",
+            details={"retry_after": MapBusy.retry_after},
+        ) from exc
 
 
 @dataclass

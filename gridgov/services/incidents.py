@@ -85,6 +85,7 @@ class IntakeSettings:
     calendar: WorkCalendar
     duplicate_radius_m: float = 100.0
     duplicate_window: timedelta = timedelta(hours=72)
+    map_lock_wait_ms: int = 3000
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def submit_incident(
     if report.patrol_id is not None:
         get_open_patrol_of_worker(session, patrol_id=report.patrol_id, worker_id=reporter.id)
     now = datetime.now(UTC)
-    lock_map_shared(session)  # a boundary change cannot commit between routing and insert
+    # A boundary change cannot commit between routing and insert; one in progress is waited
+    # for, but only so long (MapBusy): a whole-district import must not stall every worker.
+    lock_map_shared(session, wait_ms=settings.map_lock_wait_ms)
     values = _incident_values(session, reporter, report, category, content_hash, now, settings)
     inserted_id = session.scalar(
         insert(Incident)

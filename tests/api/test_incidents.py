@@ -2,6 +2,7 @@
 concurrency), and GET /api/v1/incidents/{id}."""
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from geo.crs import from_wgs84
 from gridgov.extensions import db
 from gridgov.models import Area, Assignment, Incident, IncidentEvent, User
 from gridgov.spatial import from_db
+from tests.helpers import map_locked
 
 WORKER_MICROGRID = "330212001001001001"
 
@@ -187,6 +189,52 @@ def test_batch_answers_each_item_and_keeps_the_good_ones(post, spot, db_session)
         )
     ).all()
     assert len(stored) == 2
+
+
+def _stored(session, client_ids):
+    return session.scalar(
+        select(func.count()).select_from(Incident).where(Incident.client_id.in_(client_ids))
+    )
+
+
+def test_report_waits_for_a_boundary_change_only_so_long(post, spot, app, db_session, monkeypatch):
+    monkeypatch.setitem(app.config, "MAP_LOCK_WAIT_MS", 300)
+    body = report(spot)
+    with map_locked(app):
+        started = time.monotonic()
+        busy = post(body)
+        waited = time.monotonic() - started
+    assert busy.status_code == 503, busy.get_json()
+    assert busy.get_json()["error"] == "map_busy"
+    assert busy.get_json()["details"]["retry_after"] == 5
+    assert busy.headers["Retry-After"] == "5"
+    assert 0.3 <= waited < 2.0
+    db_session.rollback()  # the request's teardown does this when its app context ends
+    assert _stored(db_session, [body["client_id"]]) == 0
+    assert post(body).status_code == 201  # the map is free again
+    # The bound was for the map lock only: the rest of the transaction has its own setting.
+    assert db_session.execute(text("SHOW lock_timeout")).scalar() == "0"
+
+
+def test_batch_waits_for_the_map_once(post, spot, app, db_session, monkeypatch):
+    monkeypatch.setitem(app.config, "MAP_LOCK_WAIT_MS", 1000)
+    swapped = report(spot, location={"lon": 29.82, "lat": 121.55})  # refused as it is parsed
+    items = [report(spot), report(spot), swapped, report(spot)]
+    with map_locked(app):
+        started = time.monotonic()
+        response = post({"items": items}, url="/api/v1/incidents/batch")
+        waited = time.monotonic() - started
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == [503, 503, 422, 503]
+    assert [r["error"] for r in results] == [
+        "map_busy",
+        "map_busy",
+        "validation_failed",
+        "map_busy",
+    ]
+    assert [r["client_id"] for r in results] == [item["client_id"] for item in items]
+    assert 1.0 <= waited < 1.9  # one wait, not three
+    assert _stored(db_session, [item["client_id"] for item in items]) == 0
 
 
 def test_batch_size_is_limited(post, spot):

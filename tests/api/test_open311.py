@@ -20,6 +20,7 @@ from gridgov.models import Area, Category, Incident, IntegrationClient, User
 from gridgov.services import open311 as open311_service
 from gridgov.spatial import from_db
 from tests.factories import make_incident
+from tests.helpers import map_locked
 
 WORKER_MICROGRID = "330212001001001001"
 FIRST_TOWN = WORKER_MICROGRID[:9]
@@ -508,6 +509,20 @@ def test_post_creates_a_case_and_answers_per_spec(post_request, open311_client, 
     assert external["device_id"] == "device-7" and external["account_id"] == "acct-42"
     assert external["client"] == "12345 热线"
     assert external["attributes"] == {}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_post_while_the_map_is_changed_is_503_with_retry_after(
+    post_request, app, db_session, monkeypatch, fmt
+):
+    monkeypatch.setitem(app.config, "MAP_LOCK_WAIT_MS", 200)
+    db_session.commit()  # the client survives the failed request's rollback (the test's undo)
+    with map_locked(app):
+        busy = post_request(fmt)
+    assert_spec_error(busy, 503, fmt, contains="map is being changed")
+    assert busy.headers["Retry-After"] == "5"
+    db_session.rollback()  # the request's teardown does this when its app context ends
+    assert post_request(fmt).status_code == 201
 
 
 def test_post_without_account_id_answers_null_account(post_request):
