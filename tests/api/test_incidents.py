@@ -229,7 +229,7 @@ def test_batch_waits_for_the_map_once(post, spot, app, db_session, monkeypatch):
     assert [r["error"] for r in results] == [
         "map_busy",
         "map_busy",
-        "validation_failed",
+        "swapped_coordinates",  # its field message's code, as on POST /incidents
         "map_busy",
     ]
     assert [r["client_id"] for r in results] == [item["client_id"] for item in items]
