@@ -2,7 +2,7 @@
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shapely import MultiPolygon, Point
@@ -83,3 +83,25 @@ def map_locked(app, *, at_most: float = 10.0) -> Iterator[Connection]:
 def _terminate(engine, pid: int) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def run_at_once(task: Callable, copies: int = 4) -> list:
+    """Run `task()` in `copies` threads released together; their results, or the first failure."""
+    barrier = threading.Barrier(copies)
+    results, failures = [], []
+
+    def run():
+        try:
+            barrier.wait(timeout=10)
+            results.append(task())
+        except Exception as exc:  # re-raised below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    if failures:
+        raise failures[0]
+    return results

@@ -1,7 +1,6 @@
 """Patrols: start (idempotent per client id), track upload (idempotent per time), finish."""
 
 import itertools
-import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +14,7 @@ from gridgov.extensions import db
 from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import patrols as patrol_service
 from tests.factories import make_assignment, make_user
-from tests.helpers import bearer
+from tests.helpers import bearer, run_at_once
 
 WORKER_MICROGRID = "330212001001001001"  # grid_worker's assignment
 HEAD_GRID = "330212001001001"  # grid_head's assignment: three micro-grids
@@ -840,32 +839,21 @@ def test_concurrent_starts_of_one_client_id_make_one_patrol(app, demo_users):
     worker_id = demo_users["grid_worker"].id
     moment = datetime.now(UTC) - timedelta(minutes=1)
     client_id = f"race-{moment.timestamp()}"
-    barrier = threading.Barrier(4)
-    results, failures = [], []
 
     def race():
-        try:
-            with Session(engine) as session:
-                barrier.wait(timeout=10)
-                result = patrol_service.start_patrol(
-                    session,
-                    worker_id=worker_id,
-                    client_id=client_id,
-                    started_at=moment,
-                    max_backdate=LIMIT,
-                )
-                session.commit()
-                results.append(result)
-        except Exception as exc:  # collected and asserted below
-            failures.append(exc)
+        with Session(engine) as session:
+            result = patrol_service.start_patrol(
+                session,
+                worker_id=worker_id,
+                client_id=client_id,
+                started_at=moment,
+                max_backdate=LIMIT,
+            )
+            session.commit()
+            return result
 
-    threads = [threading.Thread(target=race) for _ in range(4)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert not failures
+        results = run_at_once(race)
         assert sorted(r.created for r in results) == [False, False, False, True]
         assert len({r.patrol.id for r in results}) == 1
     finally:
