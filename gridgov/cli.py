@@ -104,13 +104,12 @@ def import_boundaries(path: Path, apply_: bool, crs: str, repair: bool, ids: boo
     collection = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
         raise click.ClickException("the file is not a GeoJSON FeatureCollection")
-    effective = collection.get("effective_from")
     options = boundary_service.ChangeSetOptions(
         dry_run=not apply_,
         repair=repair,
         crs=crs,
         include_ids=ids,
-        effective_from=datetime.fromisoformat(effective) if effective else None,
+        effective_from=_effective_from(collection.get("effective_from")),
         source=f"cli:{path.name}"[:40],
         description=description or collection.get("description", ""),
         tolerances=boundary_service.tolerances_from_config(current_app.config),
@@ -131,6 +130,22 @@ def import_boundaries(path: Path, apply_: bool, crs: str, repair: bool, ids: boo
     _echo_result(result.as_dict(), time.monotonic() - started)
     if not result.valid:
         raise SystemExit(1)
+
+
+def _effective_from(value: object) -> datetime | None:
+    """The file's effective_from: an ISO 8601 date-time with its UTC offset, as the API takes."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None:
+        raise click.ClickException(
+            f"effective_from {value!r} is not an ISO 8601 date-time with a UTC offset"
+            " (e.g. 2026-12-01T00:00:00+08:00)"
+        )
+    return parsed
 
 
 def _echo_result(body: dict, seconds: float) -> None:

@@ -5,20 +5,31 @@ One core for the API (POST /api/v1/boundaries/changes) and the CLI (flask bounda
 A dry run goes through exactly the same steps inside a savepoint that is rolled back, so its
 impact is the impact the real run will have.
 
-Concurrency: applying takes an exclusive transaction-level advisory lock on the map; intake
-takes it shared before routing (see `lock_map_shared`). A report in flight finishes first and is
-then re-routed by the change; a report arriving during the change waits and routes on the new
-map. So no report is ever routed to an area retired by a change that committed before it.
+Concurrency: a change set is checked without a lock (a whole district takes seconds), noting
+the map's version first (the newest committed change set). Applying then takes an exclusive
+transaction-level advisory lock on the map; if the version moved meanwhile, another set
+committed, and this one is checked again on the map as it is now (READ COMMITTED: each statement
+sees what committed before it), so of two sets that would overlap only the first applies. Intake
+takes the lock shared before routing (see `lock_map_shared`). A report in flight finishes first
+and is then re-routed by the change; a report arriving during the change waits, at most
+MAP_LOCK_WAIT_MS (then MapBusy: 503 map_busy, retry), and routes on the new map. So no report is
+ever routed to an area retired by a change that committed before it.
+
+effective_from may be backdated, but not before 2000, nor to or before the start of the current
+boundary of any area the set was checked against (its areas' parents and all their children), nor
+of an assignment it ends: the history would contradict itself (and the CHECKs on revision and
+assignment periods would refuse it). A date ahead of now is refused: scheduled change sets are not
+supported; one within a clock skew (5 minutes) counts as now.
 """
 
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shapely.geometry import MultiPolygon
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -50,6 +61,10 @@ log = logging.getLogger(__name__)
 # pg_advisory_xact_lock key for "the map is being changed" (any constant unique to this use).
 MAP_LOCK_KEY = 330212_0001
 ACTIONS = ("upsert", "retire")
+# effective_from: backdating is allowed (within the checks of _check_effective_from); a date
+# ahead of now is taken as now only within a clock skew, since scheduled sets are not supported.
+EFFECTIVE_FROM_SKEW = timedelta(minutes=5)
+EARLIEST_EFFECTIVE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 Progress = Callable[[str, int, int], None]
 
 
@@ -157,22 +172,27 @@ def submit_changeset(
 ) -> ChangeSetResult:
     """Validate, preview and (unless a dry run, and only when valid) apply a change set."""
     report = progress or (lambda stage, done, total: None)
-    problems: list[Problem] = []
-    changes = _parse_features(features, options, problems, report)
-    existing = _load_existing(session, changes)
-    unchanged = _drop_unchanged(changes, existing)
-    _check_tree(changes, existing, problems)
-    _check_retirements(session, changes, existing, problems)
-    if not any(p.severity == "error" for p in problems):
-        problems += _check_families(session, changes, existing, options.tolerances, report)
-    valid = not any(p.severity == "error" for p in problems)
-    if not valid:
-        return ChangeSetResult(False, problems, Impact(), False, None)
-    savepoint = session.begin_nested()
-    if not options.dry_run:
+    parse_problems: list[Problem] = []
+    parsed = _parse_features(features, options, parse_problems, report)
+    # Noted before the checks read the map: a change set that commits after this moves it.
+    version = _map_version(session)
+    now = datetime.now(UTC)
+    checked = _check(session, parsed, parse_problems, options, now, report)
+    if checked.valid and not options.dry_run:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MAP_LOCK_KEY})
-    changeset, impact = _apply(session, actor, changes, existing, options, report)
-    impact.areas["unchanged"] = unchanged
+        now = datetime.now(UTC)  # a change takes effect when it holds the map
+        if _map_version(session) != version:
+            # Another change set committed while this one was checked or waited for the lock:
+            # check again on the map as it is now (READ COMMITTED: each statement sees it).
+            log.info("the map changed while the change set was checked: checking it again")
+            checked = _check(session, parsed, parse_problems, options, now, report)
+    if not checked.valid:
+        return ChangeSetResult(False, checked.problems, Impact(), False, None)
+    problems, changes, existing = checked.problems, checked.changes, checked.existing
+    savepoint = session.begin_nested()
+    effective = _effective(options, now)
+    changeset, impact = _apply(session, actor, changes, existing, effective, options, report)
+    impact.areas["unchanged"] = checked.unchanged
     if options.dry_run:
         savepoint.rollback()
         return ChangeSetResult(True, problems, impact, False, None)
@@ -197,6 +217,43 @@ def submit_changeset(
         impact.moved_open_incidents,
     )
     return ChangeSetResult(True, problems, impact, True, changeset.id)
+
+
+def _map_version(session: Session) -> int | None:
+    """The newest committed change set: applies take the map lock in turn, so it only grows."""
+    return session.scalar(select(func.max(BoundaryChangeset.id)))
+
+
+def _effective(options: ChangeSetOptions, now: datetime) -> datetime:
+    """When the change takes effect: effective_from, or now (also for one a clock skew ahead)."""
+    return min(options.effective_from, now) if options.effective_from else now
+
+
+@dataclass
+class _Checked:
+    changes: dict[str, ChangeFeature]
+    existing: dict[str, Area]
+    unchanged: int
+    problems: list[Problem]
+
+    @property
+    def valid(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def _check(session, parsed, parse_problems, options, now, report) -> _Checked:
+    """The parsed change set checked against the current map (again from the start when the
+    map changed: _drop_unchanged forgets entries of its own copy)."""
+    changes = dict(parsed)
+    problems = list(parse_problems)
+    existing = _load_existing(session, changes)
+    unchanged = _drop_unchanged(changes, existing)
+    _check_tree(changes, existing, problems)
+    _check_effective_from(session, changes, existing, options, now, problems)
+    _check_retirements(session, changes, existing, _effective(options, now), problems)
+    if not any(p.severity == "error" for p in problems):
+        problems += _check_families(session, changes, existing, options.tolerances, report)
+    return _Checked(changes, existing, unchanged, problems)
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -276,7 +333,10 @@ def _parse_feature(feature, index, options, problems) -> ChangeFeature | None:
 
 def _load_existing(session: Session, changes: dict[str, ChangeFeature]) -> dict[str, Area]:
     codes = set(changes) | {c.parent for c in changes.values() if c.parent}
-    areas = session.scalars(select(Area).where(Area.code.in_(codes))).all()
+    # populate_existing: a second check must see the rows as committed since, not as loaded.
+    areas = session.scalars(
+        select(Area).where(Area.code.in_(codes)).execution_options(populate_existing=True)
+    ).all()
     return {area.code: area for area in areas}
 
 
@@ -325,7 +385,45 @@ def _check_tree(changes, existing, problems) -> None:
             )
 
 
-def _check_retirements(session, changes, existing, problems) -> None:
+def _check_effective_from(session, changes, existing, options, now, problems) -> None:
+    requested = options.effective_from
+    if requested is not None and requested < EARLIEST_EFFECTIVE_FROM:
+        detail = f"effective_from must be in {EARLIEST_EFFECTIVE_FROM.year} or later."
+        problems.append(Problem(None, "effective_from_out_of_range", detail))
+        return
+    if requested is not None and requested > now + EFFECTIVE_FROM_SKEW:
+        detail = (
+            "effective_from is in the future: scheduled change sets are not supported yet;"
+            " send the set when it takes effect, or leave effective_from out (now)."
+        )
+        problems.append(Problem(None, "effective_from_in_future", detail))
+        return
+    # The set was checked against the current boundaries of its families (the parents and all
+    # their children), so it cannot take effect before the newest of them began.
+    parent_ids = [existing[c].id for c in _family_parents(changes) if c in existing]
+    if not parent_ids:
+        return
+    newest = session.execute(
+        select(Area.code, AreaRevision.valid_from)
+        .join(Area, Area.id == AreaRevision.area_id)
+        .where(
+            AreaRevision.valid_to.is_(None),
+            or_(Area.id.in_(parent_ids), Area.parent_id.in_(parent_ids)),
+        )
+        .order_by(AreaRevision.valid_from.desc())
+        .limit(1)
+    ).first()
+    effective = _effective(options, now)
+    if newest is not None and effective <= newest.valid_from:
+        detail = (
+            f"effective_from {effective.isoformat()} is not after"
+            f" {newest.valid_from.isoformat()}, when the current boundary of {newest.code}"
+            " began; a change cannot take effect before the map it was checked against."
+        )
+        problems.append(Problem(newest.code, "effective_from_before_current", detail))
+
+
+def _check_retirements(session, changes, existing, effective, problems) -> None:
     retiring = [existing[c] for c, ch in changes.items() if ch.action == "retire" and c in existing]
     if not retiring:
         return
@@ -340,23 +438,29 @@ def _check_retirements(session, changes, existing, problems) -> None:
             detail = f"Child {child_code} is still current; retire or move it in the same set."
             problems.append(Problem(parent_code, "orphaned_children", detail, other=child_code))
     staffed = session.execute(
-        select(Assignment.area_id, func.count())
+        select(Assignment.area_id, func.count(), func.max(Assignment.active_from))
         .where(Assignment.area_id.in_(ids), active_assignment_filter())
         .group_by(Assignment.area_id)
     ).all()
-    for area_id, count in staffed:
+    for area_id, count, newest_start in staffed:
         area = next(a for a in retiring if a.id == area_id)
         if not changes[area.code].end_assignments:
             detail = (
                 f"{count} active assignment(s); set properties.assignments = 'end' to end them."
             )
             problems.append(Problem(area.code, "has_workers", detail))
+        elif effective <= newest_start:
+            detail = (
+                f"An assignment it would end began at {newest_start.isoformat()}, not before"
+                f" effective_from {effective.isoformat()}."
+            )
+            problems.append(Problem(area.code, "effective_from_before_current", detail))
 
 
 def _check_families(session, changes, existing, tolerances, report) -> list[Problem]:
     upserts = {c: ch for c, ch in changes.items() if ch.action == "upsert" and ch.geometry}
     retired = {c for c, ch in changes.items() if ch.action == "retire"}
-    parents = {ch.parent for ch in changes.values() if ch.parent} | set(upserts)
+    parents = _family_parents(changes)
     parent_ids = {existing[c].id for c in parents if c in existing}
     current_children: dict[str, dict[str, MultiPolygon]] = defaultdict(dict)
     rows = (
@@ -398,6 +502,13 @@ def _check_families(session, changes, existing, tolerances, report) -> list[Prob
     return problems
 
 
+def _family_parents(changes: dict[str, ChangeFeature]) -> set[str]:
+    """Codes of the families a set is checked in: its areas' parents, and every upserted area
+    (its children must still fit)."""
+    upserted = {code for code, change in changes.items() if change.action == "upsert"}
+    return {change.parent for change in changes.values() if change.parent} | upserted
+
+
 def _parent_geometries(session, parents, upserts, existing) -> dict[str, MultiPolygon]:
     geometries = {c: upserts[c].geometry for c in parents if c in upserts}
     missing = [existing[c].id for c in parents if c not in geometries and c in existing]
@@ -412,9 +523,9 @@ def _parent_geometries(session, parents, upserts, existing) -> dict[str, MultiPo
 # --- applying ------------------------------------------------------------------------------
 
 
-def _apply(session, actor, changes, existing, options, report) -> tuple[BoundaryChangeset, Impact]:
-    now = datetime.now(UTC)
-    effective = options.effective_from or now
+def _apply(
+    session, actor, changes, existing, effective, options, report
+) -> tuple[BoundaryChangeset, Impact]:
     changeset = BoundaryChangeset(
         source=options.source,
         description=options.description,

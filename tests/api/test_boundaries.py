@@ -4,7 +4,7 @@ corpus, history, routing as of a date, and a redraw while reports arrive."""
 import json
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import shapely
@@ -15,8 +15,8 @@ from gridgov.extensions import db
 from gridgov.models import Area, Incident, IncidentEvent
 from gridgov.services import boundaries as boundary_service
 from gridgov.spatial import from_db
-from tests.factories import make_incident
-from tests.helpers import bearer
+from tests.factories import make_assignment, make_incident
+from tests.helpers import bearer, map_locked
 
 COMMUNITY = "330212003001"
 GRID = "330212003001001"
@@ -382,6 +382,84 @@ def test_reports_during_a_redraw_never_land_in_a_retired_area(app, demo_users):
         engine.dispose()
 
 
+def _strip_of(area, along, width=0.0003):
+    """The part of `area` within about 30 m of its shared edge with `along`."""
+    return area.intersection(area.boundary.intersection(along.boundary).buffer(width))
+
+
+def _wait_for_lock_waiters(conn, count, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND (classid::bigint << 32 | objid::bigint) = :key"
+            ),
+            {"key": boundary_service.MAP_LOCK_KEY},
+        ).scalar()
+        if waiting >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} change sets came to wait for the map lock")
+
+
+def test_concurrent_change_sets_that_would_overlap_apply_only_one(app, demo_users):
+    """Two edge moves, each valid on the map both were checked against: M2 gives one strip to
+    M1 in one set and another strip to M3 in the other, so each set's M2 still holds the strip
+    the other gives away. Whichever applies first, the other is checked again under the lock
+    and refused. Real concurrency through the API: committed data, undone afterwards."""
+    with app.app_context():
+        m1, m2, m3 = (shape_of(db.session, code) for code in (M1, M2, M3))
+        db.session.remove()
+    to_m1, to_m3 = _strip_of(m2, m1), _strip_of(m2, m3)
+    sets = {
+        "to_m1": collection(feature(M1, m1.union(to_m1)), feature(M2, m2.difference(to_m1))),
+        "to_m3": collection(feature(M3, m3.union(to_m3)), feature(M2, m2.difference(to_m3))),
+    }
+    headers, answers = bearer(app, demo_users["admin"]), {}
+
+    def send(name):
+        answers[name] = app.test_client().post(
+            "/api/v1/boundaries/changes",
+            json=sets[name],
+            query_string={"dry_run": "false"},
+            headers=headers,
+        )
+
+    threads = [threading.Thread(target=send, args=(name,)) for name in sets]
+    # Hold the map until both sets are checked and wait for it: they are then as concurrent
+    # as two change sets can be.
+    with map_locked(app, at_most=30) as holder:
+        for thread in threads:
+            thread.start()
+        _wait_for_lock_waiters(holder, 2)
+    for thread in threads:
+        thread.join()
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        bodies = {name: answer.get_json() for name, answer in answers.items()}
+        assert sorted(a.status_code for a in answers.values()) == [200, 422], bodies
+        (refused,) = (b for b in bodies.values() if not b["applied"])
+        assert refused["valid"] is False and refused["changeset"] is None
+        assert "overlap" in [p["kind"] for p in refused["problems"]], refused["problems"]
+        with engine.connect() as conn:
+            overlap_m2 = conn.execute(
+                text(
+                    "SELECT max(ST_Area(ST_Intersection(a.boundary, b.boundary)::geography))"
+                    " FROM area a JOIN area b ON a.code < b.code"
+                    " WHERE a.code IN (:m1, :m2, :m3) AND b.code IN (:m1, :m2, :m3)"
+                ),
+                {"m1": M1, "m2": M2, "m3": M3},
+            ).scalar()
+        assert overlap_m2 < 1.0
+    finally:
+        with engine.begin() as conn:
+            for body in answers.values():
+                if body.get_json().get("applied"):
+                    _undo(conn, body.get_json()["changeset"], None)
+        engine.dispose()
+
+
 def _undo(conn, changeset_id, incident_id):
     """Put the committed demo map back as it was before `changeset_id`."""
     if incident_id:
@@ -416,6 +494,9 @@ def _undo(conn, changeset_id, incident_id):
         ),
         {"ids": touched},
     )
+    conn.execute(
+        text("DELETE FROM audit_event WHERE target = :t"), {"t": f"changeset {changeset_id}"}
+    )
     conn.execute(text("DELETE FROM boundary_changeset WHERE id = :c"), {"c": changeset_id})
 
 
@@ -432,3 +513,133 @@ def test_reimporting_the_same_shapes_changes_nothing(post_changes, db_session):
         {"a": M1, "b": M2},
     ).scalar()
     assert revisions == 2  # only the demo's first revisions
+
+
+def _family_started(session):
+    """When the newest current boundary of GRID and its micro-grids began."""
+    return session.scalar(
+        text(
+            "SELECT max(r.valid_from) FROM area_revision r JOIN area a ON a.id = r.area_id"
+            " WHERE r.valid_to IS NULL AND a.code LIKE :grid"
+        ),
+        {"grid": f"{GRID}%"},
+    )
+
+
+def _map_fingerprint(session):
+    return session.execute(
+        text(
+            "SELECT md5(string_agg(code || ST_AsText(boundary) || coalesce(retired_at::text, ''),"
+            " ',' ORDER BY code)) FROM area"
+        )
+    ).scalar()
+
+
+@pytest.mark.parametrize(
+    "effective_from, kind",
+    [
+        (lambda: datetime.now(UTC) + timedelta(days=1), "effective_from_in_future"),
+        (lambda: "9999-12-31T23:59:59-08:00", "effective_from_in_future"),
+        (lambda: "0001-01-01T00:00:00+08:00", "effective_from_out_of_range"),
+        (lambda: "0001-01-01T00:00:00+00:00", "effective_from_out_of_range"),
+        (lambda: "2020-01-01T00:00:00+08:00", "effective_from_before_current"),
+    ],
+    ids=["tomorrow", "year-9999", "year-1-east", "year-1-utc", "before-the-map"],
+)
+def test_effective_from_out_of_bounds_is_refused(post_changes, db_session, effective_from, kind):
+    value = effective_from()
+    body = {**_merge(db_session), "effective_from": getattr(value, "isoformat", lambda: value)()}
+    before = _map_fingerprint(db_session)
+    preview = post_changes(body, dry_run=True)
+    assert preview.status_code == 200 and preview.get_json()["valid"] is False
+    response = post_changes(body, dry_run=False)
+    assert response.status_code == 422, response.get_json()
+    problems = response.get_json()["problems"]
+    assert [p["kind"] for p in problems] == [kind], problems
+    if kind == "effective_from_in_future":
+        assert "scheduled change sets are not supported" in problems[0]["detail"]
+    assert _map_fingerprint(db_session) == before
+
+
+def test_effective_from_cannot_precede_the_last_change(post_changes, db_session):
+    first = post_changes(_merge(db_session), dry_run=False).get_json()
+    assert first["applied"], first["problems"]
+    started = _family_started(db_session)
+    m1, m3 = shape_of(db_session, M1), shape_of(db_session, M3)
+    strip = _strip_of(m3, m1)
+    body = collection(
+        feature(M1, m1.union(strip)),
+        feature(M3, m3.difference(strip)),
+        effective_from=(started - timedelta(seconds=1)).isoformat(),
+    )
+    response = post_changes(body, dry_run=False)
+    assert response.status_code == 422
+    (problem,) = response.get_json()["problems"]
+    assert (problem["kind"], problem["code"]) == ("effective_from_before_current", M1)
+    body["effective_from"] = started.isoformat()  # the same instant is no later either
+    assert post_changes(body, dry_run=False).status_code == 422
+
+
+def test_backdated_effective_from_is_recorded(post_changes, client, auth, db_session):
+    started = _family_started(db_session)
+    backdated = started + (datetime.now(UTC) - started) / 2
+    body = {**_merge(db_session), "effective_from": backdated.isoformat()}
+    assert post_changes(body, dry_run=False).get_json()["applied"]
+    history = client.get(f"/api/v1/areas/{M1}/history", headers=auth("admin")).get_json()
+    assert datetime.fromisoformat(history["items"][0]["valid_from"]) == backdated
+
+
+def test_a_clock_a_little_ahead_counts_as_now(post_changes, client, auth, db_session):
+    m1, m2 = shape_of(db_session, M1), shape_of(db_session, M2)
+    strip = _strip_of(m2, m1)
+    body = collection(
+        feature(M1, m1.union(strip)),
+        feature(M2, m2.difference(strip)),
+        effective_from=(datetime.now(UTC) + timedelta(minutes=2)).isoformat(),
+    )
+    result = post_changes(body, dry_run=False).get_json()
+    assert result["applied"], result["problems"]
+    history = client.get(f"/api/v1/areas/{M1}/history", headers=auth("admin")).get_json()
+    # History never shows a change still to come: the map changed now.
+    assert datetime.fromisoformat(history["items"][0]["valid_from"]) <= datetime.now(UTC)
+
+
+def test_effective_from_cannot_precede_an_assignment_it_ends(post_changes, db_session, demo_users):
+    started = _family_started(db_session)
+    now = datetime.now(UTC)
+    make_assignment(db_session, user=demo_users["grid_worker"], area_code=M3, active_from=now)
+    merged = shapely.union_all([shape_of(db_session, M2), shape_of(db_session, M3)])
+    body = collection(
+        feature(M2, merged),
+        feature(M3, None, action="retire", assignments="end"),
+        effective_from=(started + (now - started) / 2).isoformat(),
+    )
+    response = post_changes(body, dry_run=False)
+    assert response.status_code == 422, response.get_json()
+    (problem,) = response.get_json()["problems"]
+    assert (problem["kind"], problem["code"]) == ("effective_from_before_current", M3)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("tomorrow", "effective_from_in_future"),
+        ("9999-12-31T23:59:59+00:00", "effective_from_in_future"),
+        ("0001-01-01T00:00:00+00:00", "effective_from_out_of_range"),
+        ("2020-01-01T00:00:00+08:00", "effective_from_before_current"),
+        ("2026-12-01T00:00:00", "not an ISO 8601 date-time with a UTC offset"),
+        ("1 December", "not an ISO 8601 date-time with a UTC offset"),
+        (20261201, "not an ISO 8601 date-time with a UTC offset"),
+    ],
+)
+def test_cli_checks_effective_from(app, db_session, tmp_path, value, expected):
+    if value == "tomorrow":
+        value = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    path = tmp_path / "merge.geojson"
+    path.write_text(json.dumps({**_merge(db_session), "effective_from": value}), encoding="utf-8")
+    before = _map_fingerprint(db_session)
+    result = app.test_cli_runner().invoke(args=["boundaries", "import", str(path), "--apply"])
+    assert result.exit_code == 1, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert _map_fingerprint(db_session) == before
