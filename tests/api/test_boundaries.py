@@ -539,18 +539,25 @@ def _map_fingerprint(session):
     "effective_from, kind",
     [
         (lambda: datetime.now(UTC) + timedelta(days=1), "effective_from_in_future"),
-        (lambda: "9999-12-31T23:59:59-08:00", "effective_from_in_future"),
-        (lambda: "0001-01-01T00:00:00+08:00", "effective_from_out_of_range"),
-        (lambda: "0001-01-01T00:00:00+00:00", "effective_from_out_of_range"),
+        # Beyond the API's date range (gridgov.schemas.common.Instant): refused by the schema.
+        (lambda: "9999-12-31T23:59:59-08:00", "out_of_range"),
+        (lambda: "0001-01-01T00:00:00+08:00", "out_of_range"),
+        (lambda: "0001-01-01T00:00:00+00:00", "out_of_range"),
+        (lambda: "1999-12-31T00:00:00+00:00", "effective_from_out_of_range"),
         (lambda: "2020-01-01T00:00:00+08:00", "effective_from_before_current"),
     ],
-    ids=["tomorrow", "year-9999", "year-1-east", "year-1-utc", "before-the-map"],
+    ids=["tomorrow", "year-9999", "year-1-east", "year-1-utc", "year-1999", "before-the-map"],
 )
 def test_effective_from_out_of_bounds_is_refused(post_changes, db_session, effective_from, kind):
     value = effective_from()
     body = {**_merge(db_session), "effective_from": getattr(value, "isoformat", lambda: value)()}
     before = _map_fingerprint(db_session)
     preview = post_changes(body, dry_run=True)
+    if kind == "out_of_range":
+        assert (preview.status_code, preview.get_json()["error"]) == (422, kind)
+        assert post_changes(body, dry_run=False).get_json()["error"] == kind
+        assert _map_fingerprint(db_session) == before
+        return
     assert preview.status_code == 200 and preview.get_json()["valid"] is False
     response = post_changes(body, dry_run=False)
     assert response.status_code == 422, response.get_json()
