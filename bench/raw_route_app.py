@@ -1,7 +1,7 @@
 """The routing lookup without the framework: the baseline of bench/intake.py.
 
 One GET endpoint, ``/route?lon=&lat=``, that parses two floats and runs exactly the SQL the
-app sends for ``gridgov.services.routing._ROUTE_SQL`` through one psycopg 3 connection per
+app sends for ``gridgov.services.routing.ROUTE_SQL`` through one psycopg 3 connection per
 worker process (opened lazily, i.e. after gunicorn forks), with the connection settings of the
 app's lookup connections (gridgov/lookups.py: autocommit, so one round trip per request; a
 prepared statement keeping its generic plan), and returns the row as JSON. No token check, no
@@ -18,9 +18,9 @@ from flask import Flask, jsonify, request
 
 from config import Config
 from gridgov.lookups import LOOKUP_CONNECT_ARGS, psycopg_sql
-from gridgov.services.routing import _ROUTE_SQL, NEAREST_CANDIDATES, ROUTE_LEVELS
+from gridgov.services import routing
 
-ROUTE_SQL = psycopg_sql(_ROUTE_SQL)
+ROUTE_SQL = psycopg_sql(routing.ROUTE_SQL)
 MAX_NEAREST_M = Config.ROUTING_NEAREST_MAX_M
 
 app = Flask(__name__)
@@ -52,7 +52,12 @@ def route():
         lon, lat = float(request.args["lon"]), float(request.args["lat"])
     except (KeyError, ValueError):
         return jsonify(error="lon and lat must be numbers"), 400
-    params = {"lon": lon, "lat": lat, "max_m": MAX_NEAREST_M, "candidates": NEAREST_CANDIDATES}
+    params = {
+        "lon": lon,
+        "lat": lat,
+        "max_m": MAX_NEAREST_M,
+        "candidates": routing.NEAREST_CANDIDATES,
+    }
     try:
         row = connection().execute(ROUTE_SQL, params, prepare=True).fetchone()
     except psycopg.OperationalError:
@@ -64,7 +69,7 @@ def route():
     method, distance_m, candidates, *ids_codes_names = row
     body = {"point": {"lon": lon, "lat": lat}, "method": method}
     body.update(distance_m=round(distance_m, 2), candidates=candidates)
-    for i, level in enumerate(ROUTE_LEVELS):
+    for i, level in enumerate(routing.ROUTE_LEVELS):
         area_id, code, name = ids_codes_names[i * 3 : i * 3 + 3]
         body[level] = {"id": area_id, "code": code, "name": name}
     return jsonify(body)

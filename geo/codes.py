@@ -1,17 +1,14 @@
-"""Area codes: a 6-digit district code extended by 3 digits per level down to the micro-grid.
+"""Area codes: a 6-digit district code extended by 3 digits per level (geo.levels).
 
 ``330212`` (district) → ``330212001`` (town or street) → ``330212001001`` (community) →
 ``330212001001001`` (grid) → ``330212001001001001`` (micro-grid). Below the district every
-3-digit segment is a child number from ``001`` to ``999``; ``000`` is malformed because this
+segment is a child number from ``001`` to ``999``; ``000`` is malformed because this
 scheme never pads codes with zeros (unlike 12-digit statistical codes such as ``330212000000``).
 """
 
-LEVEL_CODE_LENGTH = {"district": 6, "town": 9, "community": 12, "grid": 15, "microgrid": 18}
+from geo.levels import LEVELS
 
-_LEVEL_BY_LENGTH = {length: level for level, length in LEVEL_CODE_LENGTH.items()}
-_SEGMENT = 3
-_DISTRICT_LENGTH = LEVEL_CODE_LENGTH["district"]
-_LEAF_LENGTH = LEVEL_CODE_LENGTH["microgrid"]
+LEVEL_CODE_LENGTH = {level.name: level.code_length for level in LEVELS}
 
 
 def level_of_code(code: str) -> str:
@@ -19,33 +16,36 @@ def level_of_code(code: str) -> str:
     # isascii() because str.isdigit() also accepts digits such as "３" or "²".
     if not isinstance(code, str) or not (code.isascii() and code.isdigit()):
         raise ValueError(f"area code must be a string of ASCII digits, got {code!r}")
-    level = _LEVEL_BY_LENGTH.get(len(code))
+    level = LEVELS.by_code_length(len(code))
     if level is None:
-        raise ValueError(f"area code {code!r} has {len(code)} digits, expected 6, 9, 12, 15 or 18")
-    if code[:_DISTRICT_LENGTH] == "000000":
+        expected = ", ".join(str(length) for length in LEVEL_CODE_LENGTH.values())
+        raise ValueError(f"area code {code!r} has {len(code)} digits, expected one of {expected}")
+    if code[: LEVELS.root.code_length] == "0" * LEVELS.root.code_length:
         raise ValueError(f"area code {code!r} has no district part")
-    for start in range(_DISTRICT_LENGTH, len(code), _SEGMENT):
-        if code[start : start + _SEGMENT] == "000":
-            raise ValueError(f"area code {code!r} has a 000 segment at digit {start + 1}")
-    return level
+    for below in LEVELS.levels[1 : LEVELS.levels.index(level) + 1]:
+        start = below.code_length - LEVELS.segment(below)
+        if code[start : below.code_length] == "0" * LEVELS.segment(below):
+            raise ValueError(f"area code {code!r} has a zero segment at digit {start + 1}")
+    return level.name
 
 
 def parent_code(code: str) -> str | None:
     """Return the code of the parent area, or None for a district."""
-    level_of_code(code)
-    if len(code) == _DISTRICT_LENGTH:
+    level = LEVELS[level_of_code(code)]
+    if level.parent is None:
         return None
-    return code[:-_SEGMENT]
+    return code[: LEVELS[level.parent].code_length]
 
 
 def child_code(parent_code: str, n: int) -> str:
     """Return the code of child number ``n`` (1..999) of ``parent_code``."""
-    level_of_code(parent_code)
-    if len(parent_code) == _LEAF_LENGTH:
-        raise ValueError(f"micro-grid {parent_code!r} has no child areas")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 999:
-        raise ValueError(f"child number must be an int from 1 to 999, got {n!r}")
-    return f"{parent_code}{n:03d}"
+    level = LEVELS[level_of_code(parent_code)]
+    if level is LEVELS.leaf:
+        raise ValueError(f"{level.name} {parent_code!r} has no child areas")
+    width = LEVELS.segment(LEVELS.levels[LEVELS.levels.index(level) + 1])
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < 10**width:
+        raise ValueError(f"child number must be an int from 1 to {10**width - 1}, got {n!r}")
+    return f"{parent_code}{n:0{width}d}"
 
 
 def is_descendant(code: str, ancestor_code: str, *, include_self: bool = False) -> bool:

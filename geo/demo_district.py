@@ -25,8 +25,10 @@ import numpy as np
 import shapely
 
 from geo.codes import child_code
+from geo.levels import LEVELS as LEVEL_REGISTRY
 
-LEVELS = ("district", "town", "community", "grid", "microgrid")
+# The levels of geo.levels, root first; DemoSize has one branching factor per level below it.
+LEVELS = LEVEL_REGISTRY.names
 DISTRICT_CODE = "330212"
 DISTRICT_NAME = "鄞州区"
 CENTER_LON = 121.55
@@ -138,7 +140,7 @@ def resolve_size(size: str | DemoSize) -> DemoSize:
 
 def count_areas(size: str | DemoSize = "small") -> dict[str, int]:
     """Return the exact number of areas per level that ``generate_district`` yields."""
-    counts = {"district": 1}
+    counts = {LEVELS[0]: 1}
     total = 1
     for level, n in zip(LEVELS[1:], resolve_size(size).branching, strict=True):
         total *= n
@@ -166,18 +168,18 @@ def _generate(seed: int, size: DemoSize) -> Iterator[DemoArea]:
     names: list[list[str]] = [[DISTRICT_NAME]]
     codes.append(_town_codes(is_street))
     names.append(_town_names(is_street))
-    for depth in (2, 3, 4):
+    for depth in range(2, len(LEVELS)):
         per_parent = size.branching[depth - 1]
         codes.append([child_code(parent, n + 1) for parent in codes[-1] for n in range(per_parent)])
         if depth == 2:
             names.append(_community_names(seed, is_street, per_parent))
-        else:
-            suffix = "网格" if depth == 3 else "微网格"
+        else:  # 第N网格, 第N微网格: the level's label
+            suffix = LEVEL_REGISTRY[LEVELS[depth]].label
             names.append(
                 [f"{parent}第{n + 1}{suffix}" for parent in names[-1] for n in range(per_parent)]
             )
 
-    yield DemoArea(DISTRICT_CODE, DISTRICT_NAME, "district", None, _union(faces))
+    yield DemoArea(DISTRICT_CODE, DISTRICT_NAME, LEVELS[0], None, _union(faces))
     for depth in range(1, len(LEVELS)):
         per_parent = size.branching[depth - 1]
         groups = _group_faces(faces, labels[depth - 1], len(codes[depth]))

@@ -6,18 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from geo.levels import LEVELS
 from gridgov.models import Area, Assignment, Category, Incident, User
 from gridgov.spatial import point_sql
 
 # Far outside the demo district (Ningbo is near 121.5E 29.8N): nothing covers it.
 UNROUTED_POINT = (100.0, 30.0)
-LEVEL_ID_COLUMNS = {
-    "microgrid": "microgrid_id",
-    "grid": "grid_id",
-    "community": "community_id",
-    "town": "town_id",
-    "district": "district_id",
-}
 
 
 def make_incident(
@@ -38,17 +32,19 @@ def make_incident(
     category = session.scalar(select(Category).where(Category.code == category_code))
     if category is None:
         raise LookupError(f"no category {category_code!r}")
-    routing: dict[str, int | None] = dict.fromkeys(LEVEL_ID_COLUMNS.values())
+    routing: dict[str, int | None] = dict.fromkeys(level.column for level in LEVELS)
     level = "grid"
     if microgrid_code is None:
         lon, lat = UNROUTED_POINT
         method = "unrouted"
         # An unrouted report waits in the district's queue.
-        routing["district_id"] = session.scalar(select(Area.id).where(Area.level == "district"))
+        routing[LEVELS.root.column] = session.scalar(
+            select(Area.id).where(Area.level == LEVELS.root.name)
+        )
         level = "district"
     else:
         microgrid = session.scalar(
-            select(Area).where(Area.code == microgrid_code, Area.level == "microgrid")
+            select(Area).where(Area.code == microgrid_code, Area.level == LEVELS.leaf.name)
         )
         if microgrid is None:
             raise LookupError(f"no micro-grid {microgrid_code!r}")
@@ -58,7 +54,7 @@ def make_incident(
         ).one()
         area: Area | None = microgrid
         while area is not None:
-            routing[LEVEL_ID_COLUMNS[area.level]] = area.id
+            routing[LEVELS[area.level].column] = area.id
             area = session.get(Area, area.parent_id) if area.parent_id else None
         method = "covered"
     values = {

@@ -22,7 +22,7 @@ def routing_body(routing: routing_service.Routing) -> dict:
         "tie_break": "lowest_code" if routing.candidates > 1 else None,
     }
     for level in routing_service.ROUTE_LEVELS:
-        area = getattr(routing, level)
+        area = routing.area(level)
         body[level] = {"code": area.code, "name": area.name} if area else None
     return body
 

@@ -32,7 +32,7 @@ from gridgov.schemas.incidents import CommaList
 from gridgov.services import tiles as tile_service
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
-MAX_AGE_SECONDS = {"grids": 600, "microgrids": 600, "incidents": 10}
+AREA_MAX_AGE_SECONDS, INCIDENT_MAX_AGE_SECONDS = 600, 10
 _BINARY = {"type": "string", "format": "binary"}
 _CATEGORY_CODE = validate.Regexp(r"^[A-Za-z0-9_.-]{1,40}$")
 
@@ -96,8 +96,10 @@ def get_tile(args, layer, z, x, y):
     prepared = tile_service.prepare_tile(
         db.session, user=current_user(), layer=layer, z=z, x=x, y=y, filters=filters
     )
+    area_layer = tile_service.LAYERS[layer].area_level is not None
+    max_age = AREA_MAX_AGE_SECONDS if area_layer else INCIDENT_MAX_AGE_SECONDS
     headers = {
-        "Cache-Control": f"private, max-age={MAX_AGE_SECONDS[layer]}",
+        "Cache-Control": f"private, max-age={max_age}",
         "Vary": "Authorization",
     }
     if prepared.etag is not None:  # known without making the tile

@@ -6,6 +6,7 @@ from gridgov.models.base import Base
 from gridgov.models.category import PRIORITIES, Category
 from gridgov.models.incident import (
     HANDLING_LEVELS,
+    INCIDENT_AREA_COLUMNS,
     INPUT_CRS,
     ROUTING_METHODS,
     STATUSES,
@@ -21,6 +22,7 @@ __all__ = [
     "AREA_LEVELS",
     "DUTIES",
     "HANDLING_LEVELS",
+    "INCIDENT_AREA_COLUMNS",
     "INPUT_CRS",
     "PRIORITIES",
     "ROLES",

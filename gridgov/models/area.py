@@ -1,4 +1,4 @@
-"""The area tree (district → town → community → grid → micro-grid) and its boundary history.
+"""The area tree (levels of geo.levels: district … micro-grid) and its boundary history.
 
 One table holds every level (as MapIt does): a level column, a parent foreign key and a code
 that extends the parent's code by three digits. The current boundary lives on the area; every
@@ -13,14 +13,15 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Tex
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geo.codes import LEVEL_CODE_LENGTH
+from geo.levels import LEVELS
 from gridgov.models.base import Base, CreatedAtMixin
 
-# Codes grow by three digits a level (GB/T 2260 district, GB/T 10114 town, then +3 each).
-AREA_LEVELS = tuple(LEVEL_CODE_LENGTH)
+# The levels and their code lengths come from the registry (geo.levels): a new level changes
+# these checks, which its migration then replaces.
+AREA_LEVELS = LEVELS.names
 
 _level_list = ", ".join(f"'{level}'" for level in AREA_LEVELS)
-_code_length_case = " ".join(f"WHEN '{lvl}' THEN {n}" for lvl, n in LEVEL_CODE_LENGTH.items())
+_code_length_case = " ".join(f"WHEN '{lvl.name}' THEN {lvl.code_length}" for lvl in LEVELS)
 
 
 def boundary_column() -> Any:
@@ -34,7 +35,7 @@ class Area(CreatedAtMixin, Base):
     __tablename__ = "area"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(18), unique=True)
+    code: Mapped[str] = mapped_column(String(LEVELS.leaf.code_length), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     level: Mapped[str] = mapped_column(String(12))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"), index=True)
@@ -48,16 +49,19 @@ class Area(CreatedAtMixin, Base):
         CheckConstraint(f"length(code) = CASE level {_code_length_case} END", name="code_length"),
         CheckConstraint("code ~ '^[0-9]+$'", name="code_digits"),
         CheckConstraint("ST_IsValid(boundary)", name="boundary_valid"),
-        CheckConstraint("(parent_id IS NULL) = (level = 'district')", name="parent_iff_not_root"),
+        CheckConstraint(
+            f"(parent_id IS NULL) = (level = '{LEVELS.root.name}')", name="parent_iff_not_root"
+        ),
         Index("ix_area_boundary", "boundary", postgresql_using="gist"),
-        # Routing and re-routing look only at current micro-grids: their own GiST index keeps
+        # Routing and re-routing look only at current areas of the finest level (micro-grids;
+        # the name stays when a finer level takes over): their own GiST index keeps
         # towns, grids and retired areas out of every point lookup (a probe returned seven
         # areas to filter; now the micro-grid and its neighbours).
         Index(
             "ix_area_current_microgrid_boundary",
             "boundary",
             postgresql_using="gist",
-            postgresql_where=text("level = 'microgrid' AND retired_at IS NULL"),
+            postgresql_where=text(f"level = '{LEVELS.leaf.name}' AND retired_at IS NULL"),
         ),
         Index("ix_area_level_code", "level", "code"),
         # Subtree lookups match code prefixes (code LIKE '330212001%').

@@ -19,9 +19,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from geo.crs import SUPPORTED_CRS
+from geo.levels import LEVELS
 from gridgov.models.base import Base, CreatedAtMixin
 
 STATUSES = (
@@ -52,7 +53,18 @@ def point_column() -> Geometry:
     return mapped_column(Geometry("POINT", srid=4326, spatial_index=False), nullable=False)
 
 
-class Incident(CreatedAtMixin, Base):
+def _routed_areas() -> type:
+    """A mixin with the incident's area at every level of geo.levels (`<level>_id` columns)."""
+
+    def area_column(cls) -> Mapped[int | None]:
+        return mapped_column(ForeignKey("area.id"), nullable=True)
+
+    return type("RoutedAreas", (), {level.column: declared_attr(area_column) for level in LEVELS})
+
+
+# Routing: every level by foreign key (town_id on every row, for later distribution), one
+# column per level of the registry, so a new level is a migration adding its column.
+class Incident(_routed_areas(), CreatedAtMixin, Base):
     __tablename__ = "incident"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -78,16 +90,10 @@ class Incident(CreatedAtMixin, Base):
     input_crs: Mapped[str] = mapped_column(String(10))
     accuracy_m: Mapped[float | None] = mapped_column(Float)
 
-    # Routing: every level by foreign key (town_id on every row, for later distribution).
     routing_method: Mapped[str] = mapped_column(String(10))
     routing_distance_m: Mapped[float] = mapped_column(Float, server_default=text("0"))
     # How many micro-grids covered the point (2+ on a shared edge; lowest code won).
     routing_candidates: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    microgrid_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
-    grid_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
-    community_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
-    town_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
-    district_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
 
     # Case handling (GB/T 30428 flow): who holds it, at which level, and when each stage ended.
     # The routing the report first got; the columns above follow boundary redraws while the
@@ -196,6 +202,11 @@ class Incident(CreatedAtMixin, Base):
             postgresql_where=text("status NOT IN ('rejected', 'duplicate', 'closed')"),
         ),
     )
+
+
+# An incident's area column at each level: "in the subtree of area A at level L" is
+# `INCIDENT_AREA_COLUMNS[L] == A.id` (gridgov.services.scope).
+INCIDENT_AREA_COLUMNS = {level.name: getattr(Incident, level.column) for level in LEVELS}
 
 
 class IncidentEvent(Base):

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from marshmallow import Schema, fields, post_load
 
+from geo.levels import LEVELS
 from geo.points import InputPoint
 from gridgov.schemas.common import Instant
 from gridgov.schemas.location import LocationSchema
@@ -37,7 +38,7 @@ class PointSchema(Schema):
     lat = fields.Float(required=True)
 
 
-class RoutingSchema(Schema):
+class _RoutingFields(Schema):
     point = fields.Nested(
         PointSchema, required=True, metadata={"description": "WGS-84 point used."}
     )
@@ -51,8 +52,17 @@ class RoutingSchema(Schema):
         },
     )
     tie_break = fields.String(allow_none=True)
-    microgrid = fields.Nested(AreaRefSchema, allow_none=True)
-    grid = fields.Nested(AreaRefSchema, allow_none=True)
-    community = fields.Nested(AreaRefSchema, allow_none=True)
-    town = fields.Nested(AreaRefSchema, allow_none=True)
-    district = fields.Nested(AreaRefSchema, allow_none=True)
+
+
+# Then the routed area at every level of geo.levels, finest first (null when not routed).
+RoutingSchema = _RoutingFields.from_dict(
+    {
+        level.name: fields.Nested(
+            AreaRefSchema,
+            allow_none=True,
+            metadata={"description": f"The {level.name} ({level.label})."},
+        )
+        for level in LEVELS.upward
+    },
+    name="RoutingSchema",
+)

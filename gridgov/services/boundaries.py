@@ -34,6 +34,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from geo.codes import LEVEL_CODE_LENGTH, level_of_code
+from geo.levels import LEVELS
 from geo.topology import (
     LocalMetricFrame,
     Problem,
@@ -52,7 +53,7 @@ from gridgov.models import (
     User,
 )
 from gridgov.services import audit
-from gridgov.services.routing import route_point, routing_columns
+from gridgov.services.routing import chain_sql, covered_sql, route_point, routing_columns
 from gridgov.services.users import active_assignment_filter
 from gridgov.spatial import from_db, to_db
 
@@ -287,7 +288,8 @@ def _parse_feature(feature, index, options, problems) -> ChangeFeature | None:
         or not code.isdigit()
         or len(code) not in LEVEL_CODE_LENGTH.values()
     ):
-        detail = f"{where}: properties.code must be a 6-18 digit area code."
+        lengths = "/".join(str(length) for length in LEVEL_CODE_LENGTH.values())
+        detail = f"{where}: properties.code must be a {lengths} digit area code."
         problems.append(Problem(code if isinstance(code, str) else None, "invalid_code", detail))
         return None
     action = props.get("action", "upsert")
@@ -299,7 +301,8 @@ def _parse_feature(feature, index, options, problems) -> ChangeFeature | None:
         detail = f"A {len(code)}-digit code is a {level_of_code(code)}, not a {level}."
         problems.append(Problem(code, "wrong_level", detail))
     parent = props.get("parent")
-    expected_parent = code[:-3] if len(code) > LEVEL_CODE_LENGTH["district"] else None
+    own_level = LEVELS.by_code_length(len(code))
+    expected_parent = code[: LEVELS[own_level.parent].code_length] if own_level.parent else None
     if action == "upsert" and parent != expected_parent:
         detail = f"parent must be {expected_parent!r}: a code extends its parent's code."
         problems.append(Problem(code, "wrong_parent", detail, other=parent))
@@ -610,7 +613,7 @@ def _write_areas(session, changes, existing, changeset, effective, impact) -> se
     for area in existing.values():
         session.expire(area)  # written through Core above
     impact.areas.update(created=len(creating), updated=len(updating), retired=len(retiring))
-    return {ids[c.code] for c in changes.values() if level_of_code(c.code) == "microgrid"}
+    return {ids[c.code] for c in changes.values() if level_of_code(c.code) == LEVELS.leaf.name}
 
 
 def _insert_new_areas(session, creating, ids: dict[str, int]) -> None:
@@ -659,44 +662,36 @@ def _end_assignments(session, changes, existing, effective, impact) -> None:
 # The id lists are cast to integer[]: psycopg sends a list of small ints as smallint[], and
 # against that type PostgreSQL cannot hash the list, so `id = ANY(...)` scanned all 20,000 ids
 # for each of 23,000 areas (32 s of a whole-district import; 4 s with the cast).
+_LEAF_ID = LEVELS.leaf.column
 _REROUTE_SQL = text(
-    """
+    f"""
 WITH candidate AS (
-    SELECT i.id, i.location, i.microgrid_id, i.routing_method
+    SELECT i.id, i.location, i.{_LEAF_ID}, i.routing_method
     FROM incident i
-    WHERE i.microgrid_id = ANY(CAST(:touched AS integer[]))
+    WHERE i.{_LEAF_ID} = ANY(CAST(:touched AS integer[]))
       AND i.status NOT IN ('rejected', 'duplicate', 'closed')
     UNION
-    SELECT i.id, i.location, i.microgrid_id, i.routing_method
+    SELECT i.id, i.location, i.{_LEAF_ID}, i.routing_method
     FROM incident i
     WHERE i.routing_method <> 'covered' AND i.status NOT IN ('rejected', 'duplicate', 'closed')
     UNION
-    SELECT i.id, i.location, i.microgrid_id, i.routing_method
+    SELECT i.id, i.location, i.{_LEAF_ID}, i.routing_method
     FROM area a JOIN incident i ON ST_Covers(a.boundary, i.location)
     WHERE a.id = ANY(CAST(:touched AS integer[])) AND a.retired_at IS NULL
       AND i.status NOT IN ('rejected', 'duplicate', 'closed')
 )
-SELECT c.id, c.microgrid_id, c.routing_method, ST_X(c.location), ST_Y(c.location),
-       hit.id AS new_microgrid_id, hit.candidates
+SELECT c.id, c.{_LEAF_ID}, c.routing_method, ST_X(c.location), ST_Y(c.location),
+       hit.id AS new_leaf_id, hit.candidates
 FROM candidate c
-LEFT JOIN LATERAL (
-    SELECT a.id, count(*) OVER () AS candidates
-    FROM area a
-    WHERE a.level = 'microgrid' AND a.retired_at IS NULL AND ST_Covers(a.boundary, c.location)
-    ORDER BY a.code
-    LIMIT 1
-) hit ON true
+LEFT JOIN LATERAL ({covered_sql("c.location")}) hit ON true
 """
 )
+_CHAIN_SELECT, _CHAIN_JOINS = chain_sql("ids.id", columns=("id",))
 _CHAIN_SQL = text(
-    """
-SELECT m.id, g.id, c.id, t.id, d.id
-FROM area m JOIN area g ON g.id = m.parent_id JOIN area c ON c.id = g.parent_id
-JOIN area t ON t.id = c.parent_id JOIN area d ON d.id = t.parent_id
-WHERE m.id = ANY(CAST(:ids AS integer[]))
-"""
+    f"SELECT {_CHAIN_SELECT} FROM unnest(CAST(:ids AS integer[])) AS ids(id) {_CHAIN_JOINS}"
 )
-_LEVEL_COLUMNS = ("microgrid_id", "grid_id", "community_id", "town_id", "district_id")
+# The incident's area columns in the chain's order (finest first).
+_LEVEL_COLUMNS = tuple(level.column for level in LEVELS.upward)
 
 
 def _reroute(session, actor, changeset, touched: set[int], options, impact) -> None:
@@ -704,16 +699,16 @@ def _reroute(session, actor, changeset, touched: set[int], options, impact) -> N
     if not touched:
         return
     rows = session.execute(_REROUTE_SQL, {"touched": list(touched)}).all()
-    covered_ids = {row.new_microgrid_id for row in rows if row.new_microgrid_id}
+    covered_ids = {row.new_leaf_id for row in rows if row.new_leaf_id}
     chains = {
         row[0]: dict(zip(_LEVEL_COLUMNS, row, strict=True))
         for row in session.execute(_CHAIN_SQL, {"ids": list(covered_ids)})
     }
     updates = []
-    for incident_id, old_mg, old_method, lon, lat, new_mg, candidates in rows:
-        if new_mg is not None:
+    for incident_id, old_leaf, old_method, lon, lat, new_leaf, candidates in rows:
+        if new_leaf is not None:
             new = {
-                **chains[new_mg],
+                **chains[new_leaf],
                 "routing_method": "covered",
                 "routing_distance_m": 0.0,
                 "routing_candidates": candidates,
@@ -722,8 +717,8 @@ def _reroute(session, actor, changeset, touched: set[int], options, impact) -> N
             new = routing_columns(
                 route_point(session, lon=lon, lat=lat, max_nearest_m=options.max_nearest_m)
             )
-        if new["microgrid_id"] != old_mg or new["routing_method"] != old_method:
-            updates.append({"b_id": incident_id, "old": old_mg, **new})
+        if new[_LEAF_ID] != old_leaf or new["routing_method"] != old_method:
+            updates.append({"b_id": incident_id, "old": old_leaf, **new})
     _write_reroutes(session, actor, changeset, updates, options, impact)
 
 
@@ -749,14 +744,14 @@ def _write_reroutes(session, actor, changeset, updates, options, impact) -> None
     codes = dict(
         session.execute(
             select(Area.id, Area.code).where(
-                Area.id.in_({u["old"] for u in updates} | {u["microgrid_id"] for u in updates})
+                Area.id.in_({u["old"] for u in updates} | {u[_LEAF_ID] for u in updates})
             )
         ).all()
     )
     moves: dict[tuple[str | None, str | None], int] = defaultdict(int)
     events = []
     for u in updates:
-        before, after = codes.get(u["old"]), codes.get(u["microgrid_id"])
+        before, after = codes.get(u["old"]), codes.get(u[_LEAF_ID])
         moves[(before, after)] += 1
         events.append(
             {

@@ -7,8 +7,16 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from gridgov.errors import AreaNotFound
-from gridgov.models import TERMINAL_STATUSES, Area, Category, Incident, IncidentEvent, User
-from gridgov.services.scope import LEVEL_COLUMNS, get_visible_incident, incident_scope
+from gridgov.models import (
+    INCIDENT_AREA_COLUMNS,
+    TERMINAL_STATUSES,
+    Area,
+    Category,
+    Incident,
+    IncidentEvent,
+    User,
+)
+from gridgov.services.scope import get_visible_incident, incident_scope
 from gridgov.spatial import SRID
 
 
@@ -116,7 +124,7 @@ def apply_filters(session: Session, query: Select, filters: IncidentFilters) -> 
         ).first()
         if area is None:
             raise AreaNotFound(f"No area with code {filters.area_code!r}.")
-        query = query.where(LEVEL_COLUMNS[area.level] == area.id)
+        query = query.where(INCIDENT_AREA_COLUMNS[area.level] == area.id)
     if filters.bbox:
         envelope = func.ST_MakeEnvelope(*filters.bbox, SRID)
         query = query.where(func.ST_Intersects(Incident.location, envelope))

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from geo.levels import LEVELS
 from geo.points import InputPoint
 from gridgov.errors import Conflict, ValidationFailed
 from gridgov.models import Area, Category, Incident, IncidentEvent, User
@@ -26,7 +27,6 @@ from gridgov.services.incident_queries import open_condition
 from gridgov.services.patrols import get_open_patrol_of_worker
 from gridgov.services.people import proposed_handler
 from gridgov.services.routing import (
-    ROUTE_LEVELS,
     AreaRef,
     Routing,
     original_routing_columns,
@@ -177,7 +177,7 @@ def _incident_values(session, reporter, report, category, content_hash, now, set
     priority = report.priority or category.default_priority
     status = "resolved" if report.resolved_on_site else "reported"
     # An unrouted report waits in the district's queue, so the district handles it.
-    level = "grid" if routing.grid else "district"
+    level = "grid" if routing.area("grid") else "district"
     proposed = proposed_handler(
         session, microgrid_id=routing.area_id("microgrid"), grid_id=routing.area_id("grid")
     )
@@ -238,7 +238,7 @@ def incident_view(session: Session, *, incident: Incident) -> IncidentView:
         area_id: AreaRef(area_id, code, name)
         for area_id, code, name in session.execute(
             select(Area.id, Area.code, Area.name).where(
-                Area.id.in_([incident_area_id(incident, level) for level in ROUTE_LEVELS])
+                Area.id.in_([getattr(incident, level.column) for level in LEVELS])
             )
         )
     }
@@ -248,7 +248,7 @@ def incident_view(session: Session, *, incident: Incident) -> IncidentView:
         method=incident.routing_method,
         distance_m=incident.routing_distance_m,
         candidates=incident.routing_candidates,
-        **{level: refs.get(incident_area_id(incident, level)) for level in ROUTE_LEVELS},
+        areas={level.name: refs.get(getattr(incident, level.column)) for level in LEVELS},
     )
     return IncidentView(
         incident=incident,
@@ -258,11 +258,6 @@ def incident_view(session: Session, *, incident: Incident) -> IncidentView:
         lat=point.y,
         photos=photo_service.photo_ids_of_incident(session, incident_id=incident.id),
     )
-
-
-def incident_area_id(incident: Incident, level: str) -> int | None:
-    """The id of the incident's area at `level` (None when not routed that far)."""
-    return getattr(incident, f"{level}_id")
 
 
 @dataclass(frozen=True)

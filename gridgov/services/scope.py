@@ -9,7 +9,8 @@ Patrols: their worker and admins see them all; a supervisor also sees the patrol
 who was on duty in the subtree of the supervisor's areas when the patrol started.
 
 An incident stores its area at every level, so "in the subtree of area A at level L" is
-simply `incident.<L>_id = A.id`: no spatial query and no recursion.
+simply `incident.<L>_id = A.id` (models.INCIDENT_AREA_COLUMNS, one column per level of
+geo.levels): no spatial query and no recursion.
 """
 
 from collections import defaultdict
@@ -19,16 +20,8 @@ from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from gridgov.errors import NotFound
-from gridgov.models import Area, Assignment, Incident, Patrol, User
+from gridgov.models import INCIDENT_AREA_COLUMNS, Area, Assignment, Incident, Patrol, User
 from gridgov.services.users import active_assignment_filter, assigned_area_codes
-
-LEVEL_COLUMNS = {
-    "district": Incident.district_id,
-    "town": Incident.town_id,
-    "community": Incident.community_id,
-    "grid": Incident.grid_id,
-    "microgrid": Incident.microgrid_id,
-}
 
 
 def assigned_area_ids_by_level(session: Session, *, user_id: int) -> dict[str, list[int]]:
@@ -49,7 +42,7 @@ def incident_scope(session: Session, *, user: User) -> ColumnElement[bool]:
     if user.role == "admin":
         return true()
     areas = assigned_area_ids_by_level(session, user_id=user.id)
-    conditions = [LEVEL_COLUMNS[level].in_(ids) for level, ids in areas.items()]
+    conditions = [INCIDENT_AREA_COLUMNS[level].in_(ids) for level, ids in areas.items()]
     if user.role == "worker":
         conditions += [Incident.reporter_id == user.id, Incident.handler_id == user.id]
     return or_(*conditions) if conditions else false()

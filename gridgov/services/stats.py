@@ -2,7 +2,7 @@
 
 Everything is counted in SQL (one aggregate query with FILTER clauses over the incidents, one
 over the areas and patrol tracks) for the cases *under* an area, read from the routing each
-incident stores: `incident.<level>_id = area.id` (gridgov.services.scope.LEVEL_COLUMNS).
+incident stores: `incident.<level>_id = area.id` (gridgov.models.INCIDENT_AREA_COLUMNS).
 Closed cases keep the routing they had, so a past month stays true after a boundary redraw.
 
 Period: [start, end) in China time (UTC+8): a month `YYYY-MM`, a quarter `YYYY-Qn`, or the
@@ -99,9 +99,16 @@ from sqlalchemy.orm import Session, aliased
 
 from geo.codes import LEVEL_CODE_LENGTH
 from gridgov.errors import AreaNotFound, Forbidden, ValidationFailed
-from gridgov.models import HANDLING_LEVELS, Area, Incident, Patrol, TrackPoint, User
+from gridgov.models import (
+    HANDLING_LEVELS,
+    INCIDENT_AREA_COLUMNS,
+    Area,
+    Incident,
+    Patrol,
+    TrackPoint,
+    User,
+)
 from gridgov.services.incident_queries import overdue_condition
-from gridgov.services.scope import LEVEL_COLUMNS
 from gridgov.services.users import assigned_area_codes
 
 CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
@@ -502,7 +509,7 @@ def _incident_counts(
     session: Session, *, level: str, area_ids: list[int], period: Period, as_of: datetime
 ) -> dict[int, dict[str, int]]:
     """One aggregate query: every incident count per area id (areas without cases absent)."""
-    area_id = LEVEL_COLUMNS[level]
+    area_id = INCIDENT_AREA_COLUMNS[level]
     conditions = _incident_conditions(period, as_of)
     query = (
         select(

@@ -45,6 +45,7 @@ from sqlalchemy import ColumnElement, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from geo.levels import LEVELS
 from gridgov.errors import NotFound
 from gridgov.models import STATUSES, TERMINAL_STATUSES, User
 from gridgov.services.incident_queries import open_condition, overdue_condition
@@ -70,9 +71,13 @@ class Layer:
     area_level: str | None = None  # set for the area layers
 
 
+# An outline layer for every level of geo.levels that names one, then the incidents.
 LAYERS = {
-    "grids": Layer("grids", 11, "grid"),
-    "microgrids": Layer("microgrids", 13, "microgrid"),
+    **{
+        level.tile_layer: Layer(level.tile_layer, level.tile_min_zoom, level.name)
+        for level in LEVELS
+        if level.tile_layer
+    },
     "incidents": Layer("incidents", 8),
 }
 
@@ -147,7 +152,7 @@ def district_bounds(session: Session, *, version: int) -> tuple[float, float, fl
         text(
             "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ("
             " SELECT ST_Extent(boundary) AS e FROM area"
-            " WHERE level = 'district' AND retired_at IS NULL) s"
+            f" WHERE level = '{LEVELS.root.name}' AND retired_at IS NULL) s"
         )
     ).one()
     bounds = None if row[0] is None else tuple(float(v) for v in row)
