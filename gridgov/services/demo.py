@@ -8,6 +8,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from geo.demo_district import DemoArea
+from geo.levels import LEVELS
 from gridgov.errors import Conflict
 from gridgov.models import Area, AreaRevision, Assignment, BoundaryChangeset, Category, User
 from gridgov.services.passwords import hash_password
@@ -162,10 +163,11 @@ def _first_code(ids_by_code: dict[str, int], length: int, prefix: str = "") -> s
 
 def _insert_users(session: Session, ids_by_code: dict[str, int], now: datetime) -> list:
     """Demo people, assigned in the first town: its grid head and a worker of its first grid."""
-    first = {"district": _first_code(ids_by_code, 6)}
-    first["town"] = _first_code(ids_by_code, 9)
-    first["grid"] = _first_code(ids_by_code, 15, first["town"])
-    first["microgrid"] = _first_code(ids_by_code, 18, first["grid"])
+    # The first area of each level inside the first one of the level above.
+    first: dict[str, str] = {}
+    prefix = ""
+    for level in LEVELS:
+        prefix = first[level.name] = _first_code(ids_by_code, level.code_length, prefix)
     password_hash = hash_password(DEMO_PASSWORD)
     created = []
     for username, display, role, area_key, duty in DEMO_PEOPLE:

@@ -7,7 +7,8 @@ so nothing is loaded from a CDN at run time.
 Data source: the page draws from the vector tiles (/tiles/{layer}/{z}/{x}/{y}.mvt) or from the
 GeoJSON API (/api/v1/areas, /api/v1/incidents). `?source=tiles|geojson` picks one; without it
 the page uses the tiles when the app has the tiles route, else GeoJSON. The choice is made
-here, on the server, and handed to the script as `data-source` on <body>.
+here, on the server, and handed to the script as `data-source` on <body>; the area levels
+(geo.levels: names, labels, tile layers) come the same way, as JSON in `data-levels`.
 """
 
 import mimetypes
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
+
+from geo.levels import LEVELS
 
 SOURCES = ("tiles", "geojson")
 TILES_URL = "/tiles/{layer}/{z}/{x}/{y}.mvt"
@@ -98,6 +101,7 @@ def map_page():
         data_source=choose_source(current_app, request.args.get("source")),
         basemap_style_url=style_url,
         tiles_url=TILES_URL,
+        levels=LEVELS.as_config(),
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(style_url)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from geo.levels import LEVELS
 from gridgov.services.demo import DEMO_PASSWORD
 from gridgov.web import register_web
 
@@ -148,6 +149,16 @@ def test_a_basemap_style_url_is_handed_over_and_allowed_by_the_csp():
     csp = response.headers["Content-Security-Policy"]
     assert "connect-src 'self' https://maps.example.cn:8443;" in csp
     assert "img-src 'self' data: blob: https://maps.example.cn:8443;" in csp
+
+
+def test_the_area_levels_come_from_the_server(client):
+    """map.js keeps no list of levels: the page hands it the registry as JSON."""
+    html = client.get("/map").get_data(as_text=True)
+    levels = json.loads(re.search(r"data-levels='([^']*)'", html).group(1))
+    assert levels == LEVELS.as_config()
+    assert [level["name"] for level in levels][-1] == "microgrid"
+    script = (Path(register_web.__code__.co_filename).parent / "static/map.js").read_text()
+    assert '"microgrid"' not in script and "微网格" not in script
 
 
 def test_no_basemap_by_default(client):

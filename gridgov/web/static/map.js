@@ -21,6 +21,8 @@ const CONFIG = {
   basemapStyle: body.dataset.basemapStyle || "",
   tilesUrl: body.dataset.tilesUrl || "/tiles/{layer}/{z}/{x}/{y}.mvt",
   api: body.dataset.api || "/api/v1",
+  // The area levels, root first (geo/levels.py): name, label, code_length, tile_layer…
+  levels: JSON.parse(body.dataset.levels),
 };
 const ORIGIN = window.location.origin;
 const STORAGE_KEY = "gridgov.map.auth";
@@ -62,7 +64,14 @@ const ACTION_LABELS = {
   reroute: "重新分派网格",
 };
 const PRIORITY_LABELS = { urgent: "紧急", high: "高", normal: "一般", low: "低" };
-const LEVEL_LABELS = { grid: "网格", community: "社区", town: "街道/镇", district: "区" };
+const LEVEL_LABELS = Object.fromEntries(CONFIG.levels.map((l) => [l.name, l.label]));
+const ROOT_LEVEL = CONFIG.levels[0].name;
+// The levels an incident's routing names in its details, finest first (the root is implied).
+const ROUTED_LEVELS = CONFIG.levels.slice(1).reverse();
+// The level drawn by each outline layer ("grids", "microgrids"), for the GeoJSON source.
+const LAYER_LEVEL = Object.fromEntries(
+  CONFIG.levels.filter((l) => l.tile_layer).map((l) => [l.tile_layer, l.name]),
+);
 const ROLE_LABELS = { supervisor: "监督员", admin: "管理员", worker: "网格员" };
 const EMPTY = { type: "FeatureCollection", features: [] };
 
@@ -338,7 +347,7 @@ async function jurisdiction(user) {
       if (feature) features.push(feature);
     }
   } else {
-    const districts = await api(`${CONFIG.api}/areas?level=district&format=geojson&limit=5`);
+    const districts = await api(`${CONFIG.api}/areas?level=${ROOT_LEVEL}&format=geojson&limit=5`);
     features.push(...districts.features);
   }
   for (const feature of features) {
@@ -590,9 +599,9 @@ async function loadGeojson() {
   setStatus("正在加载…");
   try {
     const [grids, microgrids, incidents] = await Promise.all([
-      fetchAllPages(areasUrl("grid", bbox), controller.signal),
+      fetchAllPages(areasUrl(LAYER_LEVEL.grids, bbox), controller.signal),
       wantMicrogrids
-        ? fetchAllPages(areasUrl("microgrid", bbox), controller.signal)
+        ? fetchAllPages(areasUrl(LAYER_LEVEL.microgrids, bbox), controller.signal)
         : Promise.resolve(EMPTY),
       state.filters.statuses.length
         ? fetchAllPages(incidentsUrl(bbox), controller.signal)
@@ -781,10 +790,7 @@ function renderDetails(incident) {
       ),
       ...fact("办理层级", LEVEL_LABELS[incident.handling_level] || incident.handling_level),
       ...fact("处置单位", incident.handling_unit || "—"),
-      ...fact("所属网格", areaText(routing.grid)),
-      ...fact("微网格", areaText(routing.microgrid)),
-      ...fact("社区", areaText(routing.community)),
-      ...fact("街道/镇", areaText(routing.town)),
+      ...ROUTED_LEVELS.flatMap((level) => fact(level.label, areaText(routing[level.name]))),
       ...fact(
         "位置",
         location.lon !== undefined ? `${location.lon.toFixed(6)}, ${location.lat.toFixed(6)}` : "—",
