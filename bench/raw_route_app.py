@@ -18,9 +18,10 @@ from flask import Flask, jsonify, request
 
 from config import Config
 from gridgov.lookups import LOOKUP_CONNECT_ARGS, psycopg_sql
-from gridgov.services import routing
+from gridgov.services.routing import NEAREST_CANDIDATES, ROUTE_LEVELS
+from gridgov.services.routing import ROUTE_SQL as APP_ROUTE_SQL
 
-ROUTE_SQL = psycopg_sql(routing.ROUTE_SQL)
+ROUTE_SQL = psycopg_sql(APP_ROUTE_SQL)
 MAX_NEAREST_M = Config.ROUTING_NEAREST_MAX_M
 
 app = Flask(__name__)
@@ -56,7 +57,7 @@ def route():
         "lon": lon,
         "lat": lat,
         "max_m": MAX_NEAREST_M,
-        "candidates": routing.NEAREST_CANDIDATES,
+        "candidates": NEAREST_CANDIDATES,
     }
     try:
         row = connection().execute(ROUTE_SQL, params, prepare=True).fetchone()
@@ -69,7 +70,7 @@ def route():
     method, distance_m, candidates, *ids_codes_names = row
     body = {"point": {"lon": lon, "lat": lat}, "method": method}
     body.update(distance_m=round(distance_m, 2), candidates=candidates)
-    for i, level in enumerate(routing.ROUTE_LEVELS):
+    for i, level in enumerate(ROUTE_LEVELS):
         area_id, code, name = ids_codes_names[i * 3 : i * 3 + 3]
         body[level] = {"id": area_id, "code": code, "name": name}
     return jsonify(body)
