@@ -166,6 +166,7 @@ def measure_redraw(app, db, rounds: int, seed: int) -> dict:
     from gridgov.extensions import db as sqla
     from gridgov.models import Area
     from gridgov.services import boundaries as svc
+    from gridgov.settings import settings
     from gridgov.spatial import from_db
 
     with psycopg.connect(db.libpq_url, autocommit=True) as conn:
@@ -198,7 +199,8 @@ def measure_redraw(app, db, rounds: int, seed: int) -> dict:
         }
         for code, cell in zip(codes, cells, strict=True)
     ]
-    options = dict(max_nearest_m=app.config["ROUTING_NEAREST_MAX_M"])
+    config = settings(app)
+    options = dict(tolerances=config.tolerances, max_nearest_m=config.routing_nearest_max_m)
     times: dict[str, list[float]] = {"dry_run": [], "apply": [], "raw": []}
     moved = None
     for round_no in range(rounds + 1):  # round 0 warms caches and is not counted
@@ -277,6 +279,7 @@ def measure_district(app, db, path: Path) -> dict:
     """(b): read + parse + validate the whole district file, against raw SQL checks."""
     from gridgov.extensions import db as sqla
     from gridgov.services import boundaries as svc
+    from gridgov.settings import settings
 
     stages: list[tuple[str, float]] = []
     started = time.perf_counter()
@@ -293,8 +296,8 @@ def measure_district(app, db, path: Path) -> dict:
                 features=json.loads(path.read_text(encoding="utf-8"))["features"],
                 options=svc.ChangeSetOptions(
                     dry_run=True,
-                    tolerances=svc.tolerances_from_config(app.config),
-                    max_nearest_m=app.config["ROUTING_NEAREST_MAX_M"],
+                    tolerances=settings(app).tolerances,
+                    max_nearest_m=settings(app).routing_nearest_max_m,
                 ),
                 progress=progress,
             )

@@ -43,7 +43,7 @@ import psycopg  # noqa: E402
 import shapely  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from gridgov import embedded_pg  # noqa: E402
+from gridgov_tools import embedded_pg  # noqa: E402
 
 BENCH_DB = "gridgov_bench"
 HOST = "127.0.0.1"  # the only address this script ever sends traffic to
@@ -231,7 +231,7 @@ class Database:
     @property
     def libpq_url(self) -> str:
         """The same URL for psycopg/libpq."""
-        return embedded_pg._libpq_url(self.url)
+        return embedded_pg.libpq_url(self.url)
 
 
 def _with_dbname(url: str, dbname: str) -> str:
@@ -245,7 +245,7 @@ def provide_database(instance_dir: Path) -> Database:
     if env_url:
         server_url = embedded_pg.normalize_database_url(env_url)
         with psycopg.connect(
-            embedded_pg._libpq_url(server_url), autocommit=True, connect_timeout=10
+            embedded_pg.libpq_url(server_url), autocommit=True, connect_timeout=10
         ) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)
@@ -254,7 +254,7 @@ def provide_database(instance_dir: Path) -> Database:
                 log(f"creating database {BENCH_DB} on DATABASE_URL's server")
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
         url = _with_dbname(server_url, BENCH_DB)
-        with psycopg.connect(embedded_pg._libpq_url(url), autocommit=True) as conn:
+        with psycopg.connect(embedded_pg.libpq_url(url), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         return Database(url=url, where="DATABASE_URL's server")
     cluster = embedded_pg.EmbeddedCluster(instance_dir)
@@ -757,7 +757,7 @@ def build_report(
         },
         "database": {
             "where": db.where,
-            "url": embedded_pg._redact(db.url),
+            "url": embedded_pg.redact(db.url),
             "server_version": facts.server_version,
             "settings": facts.settings,
             "area_counts": facts.area_counts,

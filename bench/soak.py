@@ -65,8 +65,8 @@ from bench.intake import (  # noqa: E402
     wait_until_ready,
 )
 from geo.crs import wgs84_to_gcj02  # noqa: E402
-from gridgov import embedded_pg  # noqa: E402
 from gridgov.services.demo import DEMO_CATEGORIES, DEMO_PASSWORD  # noqa: E402
+from gridgov_tools import embedded_pg  # noqa: E402
 
 SOAK_DB = "gridgov_soak"
 SOAK_LOGIN_LIMIT = "100000/minute"  # per address; see main()
@@ -1554,7 +1554,7 @@ def main(argv=None) -> int:
             "drain_s": args.drain,
         },
         "database": {
-            "url": embedded_pg._redact(db.url),
+            "url": embedded_pg.redact(db.url),
             "where": db.where,
             "area_counts": facts.area_counts,
         },

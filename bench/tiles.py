@@ -423,7 +423,7 @@ def main(argv=None) -> int:
                         "verdict": verdicts(row, z),
                     }
                 )
-    from gridgov import embedded_pg
+    from gridgov_tools import embedded_pg
 
     report = {
         "timestamp": stamp,
@@ -436,7 +436,7 @@ def main(argv=None) -> int:
         },
         "database": {
             "where": db.where,
-            "url": embedded_pg._redact(db.url),
+            "url": embedded_pg.redact(db.url),
             "server_version": facts.server_version,
             "postgis": f"PostGIS {postgis}",
             "area_counts": facts.area_counts,

@@ -83,9 +83,9 @@ class NewIncident:
 class IntakeSettings:
     max_nearest_m: float
     calendar: WorkCalendar
-    duplicate_radius_m: float = 100.0
-    duplicate_window: timedelta = timedelta(hours=72)
-    map_lock_wait_ms: int = 3000
+    duplicate_radius_m: float
+    duplicate_window: timedelta
+    map_lock_wait_ms: int
 
 
 @dataclass(frozen=True)

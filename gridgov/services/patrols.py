@@ -21,7 +21,7 @@ Locks: a track upload holds the patrol row FOR SHARE and a finish FOR NO KEY UPD
 finish never summarises a track while a batch is still being written into it.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -280,11 +280,6 @@ def get_open_patrol_of_worker(session: Session, *, patrol_id: int, worker_id: in
             details={"patrol_id": patrol_id},
         )
     return patrol
-
-
-def max_backdate_from_config(config: Mapping) -> timedelta:
-    """How far back a patrol, its points and its end may be dated (PATROL_MAX_BACKDATE_HOURS)."""
-    return timedelta(hours=config["PATROL_MAX_BACKDATE_HOURS"])
 
 
 def too_many_points(count: int) -> ValidationFailed:

@@ -17,6 +17,8 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
+from gridgov.settings import settings
+
 SOURCES = ("tiles", "geojson")
 TILES_URL = "/tiles/{layer}/{z}/{x}/{y}.mvt"
 # A URL the tiles route answers when it is registered (layer and tile are arbitrary).
@@ -92,7 +94,7 @@ def content_security_policy(style_url: str) -> str:
 @blp.route("/map")
 def map_page():
     """The supervisor map: login form, grid boundaries, incidents, filters, details panel."""
-    style_url = current_app.config.get("MAP_BASEMAP_STYLE_URL") or ""
+    style_url = settings().map_basemap_style_url
     html = render_template(
         "web/map.html",
         data_source=choose_source(current_app, request.args.get("source")),

@@ -14,7 +14,7 @@ from gridgov.extensions import db
 from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import patrols as patrol_service
 from tests.factories import make_assignment, make_user
-from tests.helpers import bearer, run_at_once
+from tests.helpers import bearer, configure, run_at_once
 
 WORKER_MICROGRID = "330212001001001001"  # grid_worker's assignment
 HEAD_GRID = "330212001001001"  # grid_head's assignment: three micro-grids
@@ -561,7 +561,7 @@ def test_a_patrol_may_start_at_most_a_day_ago(client, auth, db_session):
 
 
 def test_the_limit_is_a_setting(client, auth, monkeypatch, app):
-    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 1.5)
+    configure(monkeypatch, app, PATROL_MAX_BACKDATE_HOURS=1.5)
     headers = auth("grid_worker")
     now = datetime.now(UTC)
     refused = start(client, headers, client_id="a", started_at=now - timedelta(hours=2))
@@ -577,7 +577,7 @@ def test_a_replay_after_the_window_answers_as_before(client, auth, app, monkeypa
     first = start(client, headers, client_id="slow-phone", started_at=started_at)
     assert first.status_code == 201
     # An hour later the start is 24 h old: shrinking the window to 1 h shows the same moment.
-    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 1)
+    configure(monkeypatch, app, PATROL_MAX_BACKDATE_HOURS=1)
     replay = start(client, headers, "slow-phone", started_at.astimezone(CHINA))
     assert replay.status_code == 200
     assert replay.get_json() == first.get_json()

@@ -17,6 +17,7 @@ from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import stats
 from gridgov.spatial import point_sql
 from tests.factories import make_incident
+from tests.helpers import configure
 
 CHINA = timezone(timedelta(hours=8))
 MARCH = "2024-03"
@@ -499,7 +500,7 @@ def test_the_in_time_rule_follows_the_setting(
     patrol(db_session, worker, at(3, 10), [spot(db_session, MG3)], created_late=two_days)
     patrol(db_session, worker, at(3, 10), [spot(db_session, MG4)], received_late=two_days)
     assert coverage(client, auth)[0] == 2
-    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 72)
+    configure(monkeypatch, app, PATROL_MAX_BACKDATE_HOURS=72)
     assert coverage(client, auth)[0] == 4
 
 
