@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -65,12 +65,12 @@ from bench.intake import (  # noqa: E402
     wait_until_ready,
 )
 from geo.crs import wgs84_to_gcj02  # noqa: E402
+from gridgov.services.calendar import CHINA_TZ  # noqa: E402
 from gridgov.services.demo import DEMO_CATEGORIES, DEMO_PASSWORD  # noqa: E402
 from gridgov_tools import embedded_pg  # noqa: E402
 
 SOAK_DB = "gridgov_soak"
 SOAK_LOGIN_LIMIT = "100000/minute"  # per address; see main()
-CHINA = timezone(timedelta(hours=8))
 SUPERVISOR_USERS = ("district_supervisor", "town_supervisor")
 OPEN_STATUSES = "reported,accepted,dispatched,in_progress,resolved,verified,returned"
 KINDS = (
@@ -441,7 +441,7 @@ class Phone:
         """A new report with a new client_id; its body never changes afterwards."""
         self.reports_made += 1
         code, name = self.rng.choice([(c[0], c[1]) for c in DEMO_CATEGORIES])
-        occurred = datetime.now(CHINA) - timedelta(minutes=self.rng.randint(0, 180))
+        occurred = datetime.now(CHINA_TZ) - timedelta(minutes=self.rng.randint(0, 180))
         body = {
             "client_id": str(uuid.uuid4()),
             "category": code,

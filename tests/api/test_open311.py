@@ -10,7 +10,7 @@ document we serve is parsed and its element paths and leaf types compared with t
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from gridgov.extensions import db
 from gridgov.models import Area, Category, Incident, IntegrationClient, User
 from gridgov.services import open311 as open311_service
+from gridgov.services.calendar import CHINA_TZ
 from gridgov.spatial import from_db
 from tests.factories import make_incident
 from tests.helpers import configure, map_locked
@@ -25,7 +26,6 @@ from tests.helpers import configure, map_locked
 WORKER_MICROGRID = "330212001001001001"
 FIRST_TOWN = WORKER_MICROGRID[:9]
 BASE = "/open311/v2"
-CHINA = timezone(timedelta(hours=8))  # the demo calendar's time zone
 
 # --------------------------------------------------------------------------- the spec's shapes
 
@@ -811,7 +811,7 @@ def test_filters(client, post_request, db_session, fmt):
     start = (created - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = (created + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert _listed(client, f"?start_date={start}&end_date={end}", fmt) == [old]
-    day = created.astimezone(CHINA).date()
+    day = created.astimezone(CHINA_TZ).date()
     around = f"?start_date={day - timedelta(days=1)}&end_date={day + timedelta(days=1)}"
     assert _listed(client, around, fmt) == [old]
     # Only a start: 90 days from there, so today's are outside.
