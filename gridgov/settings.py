@@ -195,12 +195,14 @@ class _Reader:
         self.config = config
 
     def integer(self, key: str, *, minimum: int) -> int:
+        """The integer setting `key`, at least `minimum`."""
         value = self.config[key]
         if type(value) is not int or value < minimum:
             raise ConfigError(f"{variable(key)} must be an integer >= {minimum}, not {value!r}")
         return value
 
     def real(self, key: str, *, minimum: float, above: bool = False) -> float:
+        """The number setting `key`, at least `minimum` (above it when `above`)."""
         value = self.config[key]
         bad = not isinstance(value, int | float) or isinstance(value, bool) or value != value
         if bad or value < minimum or (above and value == minimum):

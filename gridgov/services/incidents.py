@@ -22,9 +22,9 @@ from gridgov.models import Area, Category, Incident, IncidentEvent, User
 from gridgov.services import photos as photo_service
 from gridgov.services.boundaries import lock_map_shared
 from gridgov.services.calendar import WorkCalendar
+from gridgov.services.duty import proposed_handler
 from gridgov.services.incident_queries import open_condition
 from gridgov.services.patrols import get_open_patrol_of_worker
-from gridgov.services.people import proposed_handler
 from gridgov.services.routing import (
     ROUTE_LEVELS,
     AreaRef,
