@@ -4,7 +4,7 @@ Run from the project root::
 
     bench/run boundaries [--rounds 5]
 
-Database: ``gridgov_bench`` as bench/intake.py provides it (district-size demo) with
+Database: ``gridgov_bench`` as bench/harness.py provides it (district-size demo) with
 1,000,000 incidents, 10 % open (bench/seed_incidents.py). Nothing is left changed: every
 measured apply runs in a transaction that is rolled back after the clock stops (so the
 figures exclude the final COMMIT, a few milliseconds of WAL flush).
@@ -43,13 +43,15 @@ from shapely.geometry import MultiPolygon, mapping
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench.intake import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     MIN_MICROGRIDS,
     RESULTS_DIR,
     cpu_model,
     flask_cli,
+    log,
     provide_database,
     read_facts,
+    timed,
 )
 from bench.seed_incidents import ensure_incidents  # noqa: E402
 
@@ -125,11 +127,6 @@ RAW_DISTRICT_SQL = [
 ]
 
 
-def log(msg: str) -> None:
-    """Progress on stderr."""
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
 def redraw_cells(grid: MultiPolygon, count: int, seed: int) -> list[MultiPolygon]:
     """`count` new Voronoi cells tiling the grid (seeded)."""
     rng = np.random.default_rng(seed)
@@ -152,13 +149,6 @@ def run_raw(conn: psycopg.Connection, params: dict) -> None:
         cursor = conn.execute(statement, params)
         if cursor.description:
             cursor.fetchall()
-
-
-def timed(fn) -> tuple[float, object]:
-    """Run fn() and return (milliseconds, result)."""
-    start = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - start) * 1000, result
 
 
 def measure_redraw(app, db, rounds: int, seed: int) -> dict:
