@@ -212,10 +212,14 @@ def load_config(name: str | None = None, environ: Mapping[str, str] = os.environ
     name = name or environ.get("GRIDGOV_ENV") or "development"
     if name not in PROFILES:
         raise ConfigError(f"GRIDGOV_ENV must be one of {sorted(PROFILES)}, not {name!r}")
-    values = profile_values(PROFILES[name])
+    profile = PROFILES[name]
+    values = profile_values(profile)
+    # What the test profile sets itself, the environment does not change: tests assert on it
+    # (a shell's SECRET_KEY or rate limits must not leak into the suite or its servers).
+    pinned = vars(TestConfig) if profile is TestConfig else {}
     for key, (var, parse) in ENVIRONMENT.items():
         raw = environ.get(var, "")
-        if not raw:
+        if not raw or key in pinned:
             continue
         try:
             values[key] = parse(raw)

@@ -21,7 +21,6 @@ UNUSED_DATABASE_URL = "postgresql+psycopg://nobody@127.0.0.1:9/unused"
         ("GRIDGOV_PATROL_MAX_BACKDATE_HOURS", "0", "must be a number > 0"),
         ("GRIDGOV_ROUTING_NEAREST_MAX_M", "-1", "must be a number >= 0"),
         ("GRIDGOV_DUPLICATE_WINDOW_HOURS", "nan", "must be a number >= 0"),
-        ("GRIDGOV_LOGIN_RATE_LIMIT_PER_IP", "lots", "must be a rate limit"),
         ("GRIDGOV_CORS_ORIGINS", "https://a.example,*", "'*' is not allowed"),
         ("GRIDGOV_LOG_LEVEL", "chatty", "must be a logging level"),
         ("GRIDGOV_WORK_CALENDAR", "/nonexistent/calendar.json", "not a usable working calendar"),
@@ -33,6 +32,12 @@ def test_a_bad_setting_stops_create_app_and_is_named(monkeypatch, variable, valu
     with pytest.raises(ConfigError, match=says) as raised:
         create_app({"SQLALCHEMY_DATABASE_URI": UNUSED_DATABASE_URL})
     assert variable in str(raised.value)
+
+
+def test_a_rate_limit_that_does_not_parse_is_named():
+    config = {**load_config("test"), "LOGIN_RATE_LIMIT_PER_IP": "lots"}
+    with pytest.raises(ConfigError, match="GRIDGOV_LOGIN_RATE_LIMIT_PER_IP must be a rate limit"):
+        build_settings(config)
 
 
 def test_a_calendar_in_another_time_zone_is_refused(tmp_path, monkeypatch):
@@ -75,6 +80,14 @@ def test_environment_values_are_typed_and_empty_ones_ignored():
     assert built.intake.duplicate_radius_m == 12.5
     assert built.paging.default == 50
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db/gg"
+
+
+def test_the_test_profile_keeps_its_own_values_over_the_environment():
+    shell = {"SECRET_KEY": "from-the-shell", "GRIDGOV_TOKEN_CHECK_CACHE_SECONDS": "9"}
+    config = load_config("test", environ=shell)
+    assert config["SECRET_KEY"] == "test-secret-key-of-at-least-32-bytes!!"
+    assert config["TOKEN_CHECK_CACHE_SECONDS"] == 0.0
+    assert load_config("development", environ={"SECRET_KEY": "k"})["SECRET_KEY"] == "k"
 
 
 def test_the_app_reads_one_settings_object(app):
