@@ -4,7 +4,7 @@ Run from the project root::
 
     bench/run boundaries [--rounds 5]
 
-Database: ``gridgov_bench`` as bench/intake.py provides it (district-size demo) with
+Database: ``gridgov_bench`` as bench/harness.py provides it (district-size demo) with
 1,000,000 incidents, 10 % open (bench/seed_incidents.py). Nothing is left changed: every
 measured apply runs in a transaction that is rolled back after the clock stops (so the
 figures exclude the final COMMIT, a few milliseconds of WAL flush).
@@ -43,13 +43,15 @@ from shapely.geometry import MultiPolygon, mapping
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench.intake import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     MIN_MICROGRIDS,
     RESULTS_DIR,
     cpu_model,
     flask_cli,
+    log,
     provide_database,
     read_facts,
+    timed,
 )
 from bench.seed_incidents import ensure_incidents  # noqa: E402
 
@@ -125,11 +127,6 @@ RAW_DISTRICT_SQL = [
 ]
 
 
-def log(msg: str) -> None:
-    """Progress on stderr."""
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
 def redraw_cells(grid: MultiPolygon, count: int, seed: int) -> list[MultiPolygon]:
     """`count` new Voronoi cells tiling the grid (seeded)."""
     rng = np.random.default_rng(seed)
@@ -154,18 +151,12 @@ def run_raw(conn: psycopg.Connection, params: dict) -> None:
             cursor.fetchall()
 
 
-def timed(fn) -> tuple[float, object]:
-    """Run fn() and return (milliseconds, result)."""
-    start = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - start) * 1000, result
-
-
 def measure_redraw(app, db, rounds: int, seed: int) -> dict:
     """(a): service dry run, service apply and raw SQL for a one-grid redraw."""
     from gridgov.extensions import db as sqla
     from gridgov.models import Area
     from gridgov.services import boundaries as svc
+    from gridgov.settings import settings
     from gridgov.spatial import from_db
 
     with psycopg.connect(db.libpq_url, autocommit=True) as conn:
@@ -198,7 +189,8 @@ def measure_redraw(app, db, rounds: int, seed: int) -> dict:
         }
         for code, cell in zip(codes, cells, strict=True)
     ]
-    options = dict(max_nearest_m=app.config["ROUTING_NEAREST_MAX_M"])
+    config = settings(app)
+    options = dict(tolerances=config.tolerances, max_nearest_m=config.routing_nearest_max_m)
     times: dict[str, list[float]] = {"dry_run": [], "apply": [], "raw": []}
     moved = None
     for round_no in range(rounds + 1):  # round 0 warms caches and is not counted
@@ -277,6 +269,7 @@ def measure_district(app, db, path: Path) -> dict:
     """(b): read + parse + validate the whole district file, against raw SQL checks."""
     from gridgov.extensions import db as sqla
     from gridgov.services import boundaries as svc
+    from gridgov.settings import settings
 
     stages: list[tuple[str, float]] = []
     started = time.perf_counter()
@@ -293,8 +286,8 @@ def measure_district(app, db, path: Path) -> dict:
                 features=json.loads(path.read_text(encoding="utf-8"))["features"],
                 options=svc.ChangeSetOptions(
                     dry_run=True,
-                    tolerances=svc.tolerances_from_config(app.config),
-                    max_nearest_m=app.config["ROUTING_NEAREST_MAX_M"],
+                    tolerances=settings(app).tolerances,
+                    max_nearest_m=settings(app).routing_nearest_max_m,
                 ),
                 progress=progress,
             )

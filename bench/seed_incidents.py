@@ -1,7 +1,7 @@
 """Bulk-load benchmark incidents into gridgov_bench, fast, in SQL (INSERT … SELECT).
 
     from bench.seed_incidents import ensure_incidents
-    ensure_incidents(db)              # db: bench.intake.Database (or a database URL)
+    ensure_incidents(db)              # db: bench.harness.Database (or a database URL)
 
 or from the project root: ``.venv/bin/python bench/seed_incidents.py [--total N]``.
 
@@ -206,8 +206,8 @@ def ensure_incidents(
 
 
 def main(argv=None) -> int:
-    """Command line: set up gridgov_bench like bench/intake.py does, then seed."""
-    from bench.intake import MIN_MICROGRIDS, flask_cli, provide_database, read_facts
+    """Command line: set up gridgov_bench as bench/harness.py provides it, then seed."""
+    from bench.harness import MIN_MICROGRIDS, flask_cli, provide_database, read_facts
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--total", type=int, default=1_000_000)

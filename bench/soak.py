@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -47,9 +47,10 @@ if str(PROJECT_ROOT) not in sys.path:
 import psycopg  # noqa: E402
 import shapely  # noqa: E402
 
-from bench import intake  # noqa: E402
-from bench.intake import (  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.harness import (  # noqa: E402
     HOST,
+    LEVELS,
     RESULTS_DIR,
     Database,
     Server,
@@ -65,12 +66,12 @@ from bench.intake import (  # noqa: E402
     wait_until_ready,
 )
 from geo.crs import wgs84_to_gcj02  # noqa: E402
-from gridgov import embedded_pg  # noqa: E402
+from gridgov.services.calendar import CHINA_TZ  # noqa: E402
 from gridgov.services.demo import DEMO_CATEGORIES, DEMO_PASSWORD  # noqa: E402
+from gridgov_tools import embedded_pg  # noqa: E402
 
 SOAK_DB = "gridgov_soak"
 SOAK_LOGIN_LIMIT = "100000/minute"  # per address; see main()
-CHINA = timezone(timedelta(hours=8))
 SUPERVISOR_USERS = ("district_supervisor", "town_supervisor")
 OPEN_STATUSES = "reported,accepted,dispatched,in_progress,resolved,verified,returned"
 KINDS = (
@@ -104,7 +105,7 @@ CONNECTION_ERRORS = {"reset", "refused", "connection"}
 
 def log(msg: str) -> None:
     """Progress line on stderr (stdout keeps the figures)."""
-    print(f"[soak] {msg}", file=sys.stderr, flush=True)
+    harness.log(msg, tag="soak")
 
 
 # --------------------------------------------------------------------------- HTTP and records
@@ -441,7 +442,7 @@ class Phone:
         """A new report with a new client_id; its body never changes afterwards."""
         self.reports_made += 1
         code, name = self.rng.choice([(c[0], c[1]) for c in DEMO_CATEGORIES])
-        occurred = datetime.now(CHINA) - timedelta(minutes=self.rng.randint(0, 180))
+        occurred = datetime.now(CHINA_TZ) - timedelta(minutes=self.rng.randint(0, 180))
         body = {
             "client_id": str(uuid.uuid4()),
             "category": code,
@@ -846,12 +847,6 @@ def watch_workers(master_pid: int, stop: threading.Event, seen: dict[int, float]
 # --------------------------------------------------------------------------- setup
 
 
-def provide_soak_database(instance_dir: Path) -> Database:
-    """bench.intake.provide_database, but for the database gridgov_soak."""
-    intake.BENCH_DB = SOAK_DB  # provide_database reads this module-level name when called
-    return provide_database(instance_dir)
-
-
 def admin_call(port: int, token: str, method: str, path: str, body: dict) -> dict:
     """An admin request during setup (long timeout); anything but 2xx stops the run."""
     status, answer = request_once(
@@ -1148,7 +1143,7 @@ def print_report(rep: dict) -> None:
         f" database {rep['database']['url']} ({rep['database']['where']})"
     )
     counts = rep["database"]["area_counts"]
-    print("areas: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in intake.LEVELS))
+    print("areas: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in LEVELS))
     r = rep["restart"]
     if r["mode"] == "none":
         print("restart: none (--no-restart)")
@@ -1422,7 +1417,7 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        db = provide_soak_database(args.instance)
+        db = provide_database(args.instance, SOAK_DB)
         if db.cluster is None and not (args.restart_command or args.no_restart):
             raise SystemExit("soak: no private cluster to restart")
         flask_cli(db, "db", "upgrade")
@@ -1554,7 +1549,7 @@ def main(argv=None) -> int:
             "drain_s": args.drain,
         },
         "database": {
-            "url": embedded_pg._redact(db.url),
+            "url": db.shown_url,
             "where": db.where,
             "area_counts": facts.area_counts,
         },

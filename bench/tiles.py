@@ -4,7 +4,7 @@ Run from the project root::
 
     .venv/bin/python bench/tiles.py [--passes 3] [--z14-tiles 300] [--http-passes 1]
 
-Database: ``gridgov_bench`` exactly as bench/intake.py provides it (private cluster or
+Database: ``gridgov_bench`` exactly as bench/harness.py provides it (private cluster or
 DATABASE_URL's server, migrated, district-size demo), plus 1,000,000 incidents, 10 % open,
 from bench/seed_incidents.py (loaded once, kept).
 
@@ -46,13 +46,14 @@ if str(PROJECT_ROOT) not in sys.path:
 
 import psycopg  # noqa: E402
 
-from bench.intake import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     BENCH_DB,
     MIN_MICROGRIDS,
     RESULTS_DIR,
     cpu_count,
     cpu_model,
     flask_cli,
+    loadavg,
     log,
     login,
     percentile,
@@ -88,14 +89,6 @@ class Series:
             "p99_ms": round(percentile(values, 99), 3),
             "max_ms": round(values[-1], 3) if values else None,
         }
-
-
-def loadavg() -> float | None:
-    """The machine's 1-minute load average (others' work on a shared machine shows here)."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def tiles_touching(conn: psycopg.Connection, code: str, z: int) -> list[tuple[int, int]]:
@@ -282,7 +275,7 @@ def print_report(report: dict) -> None:
         f" {d['overdue_incidents']:,} overdue); incident indexes: {', '.join(d['indexes'])}"
     )
     c = report["config"]
-    print(f"load average (1 min) at start / end: {m['loadavg_start']} / {m['loadavg_end']}")
+    print(f"load average (1, 5, 15 min) at start / end: {m['loadavg_start']} / {m['loadavg_end']}")
     print(
         f"passes: {c['passes']} measured after 1 warm-up (http: {c['http_passes']}); tiles:"
         f" {c['tile_counts']}"
@@ -342,7 +335,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=Path(os.environ.get("GRIDGOV_INSTANCE_DIR", PROJECT_ROOT / "instance")),
     )
     args = parser.parse_args(argv)
-    args.worker_class = "sync"  # for bench.intake.start_server
+    args.worker_class = "sync"  # for bench.harness.start_server
     if not (1 <= args.passes <= 50 and 0 <= args.http_passes <= 50 and args.z14_tiles >= 1):
         parser.error("--passes in [1, 50], --http-passes in [0, 50], --z14-tiles >= 1")
     return args
@@ -423,8 +416,6 @@ def main(argv=None) -> int:
                         "verdict": verdicts(row, z),
                     }
                 )
-    from gridgov import embedded_pg
-
     report = {
         "timestamp": stamp,
         "machine": {
@@ -436,7 +427,7 @@ def main(argv=None) -> int:
         },
         "database": {
             "where": db.where,
-            "url": embedded_pg._redact(db.url),
+            "url": db.shown_url,
             "server_version": facts.server_version,
             "postgis": f"PostGIS {postgis}",
             "area_counts": facts.area_counts,

@@ -35,11 +35,13 @@ BOUNDARY_CRS = ("wgs84", "cgcs2000", "gcj02")
 
 @dataclass(frozen=True)
 class Tolerances:
-    snap_m: float = 0.05
-    overlap_m2: float = 1.0
-    gap_m2: float = 1.0
-    parent_m: float = 1.0
-    max_vertices: int = 20_000
+    """Snapping and tolerances of the checks, in metres (values: config.py, BOUNDARY_*)."""
+
+    snap_m: float
+    overlap_m2: float
+    gap_m2: float
+    parent_m: float
+    max_vertices: int
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def parse_boundary(
     *,
     crs: str = "wgs84",
     repair: bool = False,
-    tolerances: Tolerances = Tolerances(),
+    tolerances: Tolerances,
 ) -> ParsedBoundary:
     """A feature's geometry as a valid WGS-84 MultiPolygon, or the problems that prevent it."""
     problems = _raw_problems(code, geometry)
@@ -224,7 +226,7 @@ def family_problems(
     *,
     changed: set[str],
     parent_changed: bool,
-    tolerances: Tolerances = Tolerances(),
+    tolerances: Tolerances,
     frame: LocalMetricFrame | None = None,
 ) -> list[Problem]:
     """Containment, sibling overlaps and gaps of one parent and its children after a change.

@@ -5,18 +5,24 @@ from typing import Any
 
 from flask import Flask
 
-from config import Config, load_config
+from config import Config, ConfigError, load_config, normalize_database_url, profile_values
+from gridgov.settings import install_settings, settings
 
 
 def create_app(config: type[Config] | dict[str, Any] | None = None) -> Flask:
-    """Build the Flask app from a config class, a dict of overrides, or the environment."""
+    """Build the Flask app from a config class, a dict of overrides, or the environment.
+
+    The settings are checked first: a value that cannot be used raises ConfigError, which
+    names its variable, before anything is started.
+    """
     # No app-wide /static route: the map page and the docs serve their own files.
     app = Flask(__name__, static_folder=None)
     if isinstance(config, type):
-        app.config.from_object(config)
+        app.config.update(profile_values(config))
     else:
-        app.config.from_object(load_config())
+        app.config.update(load_config())
         app.config.update(config or {})
+    install_settings(app)
     register_logging(app)
     register_request_context(app)
     register_database(app)
@@ -30,7 +36,7 @@ def register_logging(app: Flask) -> None:
     from gridgov.logging_setup import configure_logging, default_log_format
 
     app.config.setdefault("LOG_FORMAT", default_log_format(app.config["ENV_NAME"]))
-    configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    configure_logging(app.config["LOG_FORMAT"], settings(app).log_level)
     # Alembic announces each of its plugins at INFO when imported; that is noise here.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
@@ -43,7 +49,7 @@ def register_request_context(app: Flask) -> None:
     from gridgov.api.http_policy import register_body_limits
     from gridgov.logging_setup import register_request_logging
 
-    hops = app.config["PROXY_HOPS"]
+    hops = settings(app).proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
@@ -52,20 +58,20 @@ def register_request_context(app: Flask) -> None:
 
 
 def register_database(app: Flask) -> None:
-    """Bind SQLAlchemy and Alembic; without DATABASE_URL use the private embedded cluster."""
-    from gridgov import embedded_pg
+    """Bind SQLAlchemy and Alembic to the configured database (DATABASE_URL).
+
+    The app never starts a database itself: without a URL, wsgi.py (`flask --app wsgi`,
+    gunicorn) starts the private cluster of gridgov_tools/embedded_pg.py and passes its URL.
+    """
     from gridgov.extensions import db, lookups, migrate
 
     url = app.config.get("SQLALCHEMY_DATABASE_URI")
-    if url:
-        app.config["SQLALCHEMY_DATABASE_URI"] = embedded_pg.normalize_database_url(url)
-    else:
-        app.config["SQLALCHEMY_DATABASE_URI"], _ = embedded_pg.database_url_from_env_or_embedded(
-            app.config["INSTANCE_DIR"], app.config["EMBEDDED_DB_NAME"]
-        )
+    if not url:
+        raise ConfigError("DATABASE_URL is not set (wsgi.py starts the private cluster without it)")
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(url)
     db.init_app(app)
     lookups.init_app(app)
-    migrate.init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]))
+    migrate.init_app(app, db, directory=str(settings(app).migrations_dir))
 
 
 def register_api_and_cli(app: Flask) -> None:

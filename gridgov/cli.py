@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from geo.demo_district import generate_district
@@ -18,7 +18,7 @@ from gridgov.services import demo as demo_service
 from gridgov.services import open311 as open311_service
 from gridgov.services import photos as photo_service
 from gridgov.services import workflow
-from gridgov.services.calendar import configured_coverage, load_calendar
+from gridgov.settings import settings
 
 demo_cli = AppGroup("demo", help="The demo district.")
 incidents_cli = AppGroup("incidents", help="Case handling jobs.")
@@ -70,15 +70,15 @@ def show_logins() -> None:
 @click.option("--limit", type=int, default=1000, show_default=True, help="Cases per run.")
 def escalate_overdue(limit: int) -> None:
     """Escalate overdue open cases one level; safe to run every minute from cron."""
-    calendar = load_calendar(current_app.config["WORK_CALENDAR_FILE"])
-    coverage = configured_coverage(current_app.config)
+    config = settings()
+    coverage = config.calendar_coverage()
     for warning in coverage.warnings:
         click.echo(f"escalate-overdue: WARNING: {warning}", err=True)
     # Escalation still runs on a calendar gap (stopping it would leave overdue cases where they
     # are), but the run fails so that cron reports it.
     if coverage.error:
         click.echo(f"escalate-overdue: ERROR: {coverage.error}", err=True)
-    report = workflow.escalate_overdue(db.session, calendar=calendar, limit=limit)
+    report = workflow.escalate_overdue(db.session, calendar=config.calendar, limit=limit)
     db.session.commit()
     for incident_id, from_level, to_level in report.escalated:
         click.echo(f"escalated incident {incident_id}: {from_level} -> {to_level}")
@@ -112,8 +112,8 @@ def import_boundaries(path: Path, apply_: bool, crs: str, repair: bool, ids: boo
         effective_from=_effective_from(collection.get("effective_from")),
         source=f"cli:{path.name}"[:40],
         description=description or collection.get("description", ""),
-        tolerances=boundary_service.tolerances_from_config(current_app.config),
-        max_nearest_m=current_app.config["ROUTING_NEAREST_MAX_M"],
+        tolerances=settings().tolerances,
+        max_nearest_m=settings().routing_nearest_max_m,
     )
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -221,7 +221,7 @@ photos_cli = AppGroup("photos", help="Stored photo files.")
 @click.option("--apply", "apply_", is_flag=True, help="Delete them (default: only list).")
 def prune_photos(older_than_hours: float, apply_: bool) -> None:
     """Photo files no photo row refers to (an upload whose save failed), and interrupted writes."""
-    upload_dir = Path(current_app.config["UPLOAD_DIR"])
+    upload_dir = settings().upload_dir
     older_than = datetime.now(UTC) - timedelta(hours=older_than_hours)
     found = photo_service.find_orphan_files(
         db.session, upload_dir=upload_dir, older_than=older_than

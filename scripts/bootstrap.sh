@@ -1,5 +1,5 @@
 # Sourced by scripts/run and scripts/test: make sure Python 3.11+, a virtualenv with the pinned
-# requirements, and (through gridgov.embedded_pg) PostgreSQL + PostGIS are there.
+# requirements, and (through gridgov_tools/embedded_pg.py) PostgreSQL + PostGIS are there.
 # As root on Debian it installs what is missing with apt; otherwise it prints the command.
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -7,7 +7,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from gridgov import embedded_pg
+from config import normalize_database_url
+from gridgov_tools import embedded_pg
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +20,7 @@ def server_url() -> tuple[str, "embedded_pg.EmbeddedCluster | None", bool]:
     Without PostgreSQL/PostGIS this raises: the suite must fail, never skip.
     """
     if os.environ.get("DATABASE_URL"):
-        return embedded_pg.normalize_database_url(os.environ["DATABASE_URL"]), None, False
+        return normalize_database_url(os.environ["DATABASE_URL"]), None, False
     embedded_pg.ensure_binaries()
     instance = Path(os.environ.get("GRIDGOV_INSTANCE_DIR", PROJECT_ROOT / "instance"))
     cluster = embedded_pg.EmbeddedCluster(instance)

@@ -8,8 +8,21 @@ from contextlib import contextmanager
 from shapely import MultiPolygon, Point
 from sqlalchemy import Connection, create_engine, text
 
+from config import load_config
 from gridgov.api.security import access_token_for
 from gridgov.services.boundaries import MAP_LOCK_KEY
+from gridgov.settings import SETTINGS_KEY, build_settings
+
+# The test profile's settings, for code called without an app (services, geo).
+TEST_SETTINGS = build_settings(load_config("test"))
+TOLERANCES = TEST_SETTINGS.tolerances
+
+
+def configure(monkeypatch, app, **config) -> None:
+    """Change config keys of `app` for one test, and the settings built from them."""
+    for key, value in config.items():
+        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.extensions, SETTINGS_KEY, build_settings(app.config))
 
 
 def bearer(app, user) -> dict[str, str]:

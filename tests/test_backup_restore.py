@@ -1,6 +1,6 @@
 """Backup and restore (README): the test database, dumped and restored into a fresh cluster.
 
-Runs the core of scripts/backup-restore-check (gridgov/backup_check.py). Without pg_dump,
+Runs the core of scripts/backup-restore-check (gridgov_tools/backup_check.py). Without pg_dump,
 pg_restore, createdb or psql this fails; it never skips.
 """
 
@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 
-from gridgov import backup_check
-from gridgov.backup_check import BackupCheckError, CheckResult, Snapshot
+from gridgov_tools import backup_check, embedded_pg
+from gridgov_tools.backup_check import BackupCheckError, CheckResult, Snapshot
 
 PROBE_TABLE = "backup_check_probe"
 
@@ -19,7 +19,7 @@ PROBE_TABLE = "backup_check_probe"
 @pytest.fixture
 def source_url(app):
     """The session's test database, with a probe table that is dropped again afterwards."""
-    url = backup_check.libpq_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    url = embedded_pg.libpq_url(app.config["SQLALCHEMY_DATABASE_URI"])
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {PROBE_TABLE} (id int)")
     yield url
@@ -78,6 +78,6 @@ def test_missing_client_programs_are_an_error_not_a_skip(monkeypatch):
 
 
 def test_passwords_are_not_printed():
-    assert backup_check.redact("postgresql://app:s3cret@db:5432/gridgov") == (
+    assert embedded_pg.redact("postgresql://app:s3cret@db:5432/gridgov") == (
         "postgresql://app:***@db:5432/gridgov"
     )

@@ -10,6 +10,7 @@ import pytest
 from config import Config
 from gridgov.services.calendar import check_coverage, load_calendar
 from tests.factories import make_incident
+from tests.helpers import configure
 
 CST = timezone(timedelta(hours=8))
 # The last year the shipped calendar covers: the package's, since the shipped file lists none.
@@ -191,7 +192,7 @@ def escalate(app):
 
 
 def test_the_escalation_job_warns_before_an_uncovered_year(app, db_session, monkeypatch):
-    monkeypatch.setitem(app.config, "CALENDAR_TODAY", date(LAST, 12, 3))
+    configure(monkeypatch, app, CALENDAR_TODAY=date(LAST, 12, 3))
     result = escalate(app)
     assert result.exit_code == 0, result.output
     assert result.stderr == (
@@ -201,7 +202,7 @@ def test_the_escalation_job_warns_before_an_uncovered_year(app, db_session, monk
         f" the State Council's notice, or upgrade chinesecalendar once it has {LAST + 1}.\n"
     )
     assert "escalate-overdue: 0 escalated" in result.stdout
-    monkeypatch.setitem(app.config, "CALENDAR_WARN_DAYS", 28)  # 29 days left: not yet
+    configure(monkeypatch, app, CALENDAR_WARN_DAYS=28)  # 29 days left: not yet
     quiet = escalate(app)
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
@@ -215,7 +216,7 @@ def test_the_escalation_job_still_escalates_but_fails_in_an_uncovered_year(
         microgrid_code="330212001001001001",
         deadline=datetime.now(UTC) - timedelta(hours=1),
     )
-    monkeypatch.setitem(app.config, "CALENDAR_TODAY", date(LAST + 1, 3, 1))
+    configure(monkeypatch, app, CALENDAR_TODAY=date(LAST + 1, 3, 1))
     result = escalate(app)
     assert result.exit_code == 1
     assert result.stderr.startswith(

@@ -1,4 +1,4 @@
-"""Tests for the private PostgreSQL + PostGIS cluster (gridgov.embedded_pg).
+"""Tests for the private PostgreSQL + PostGIS cluster (gridgov_tools.embedded_pg).
 
 These need PostgreSQL and PostGIS installed; if they are missing the tests fail (not skip).
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gridgov import embedded_pg
-from gridgov.embedded_pg import (
+from config import normalize_database_url
+from gridgov_tools import embedded_pg
+from gridgov_tools.embedded_pg import (
     EmbeddedCluster,
     database_url_from_env_or_embedded,
-    normalize_database_url,
     socket_dir_for,
 )
 

@@ -1,8 +1,8 @@
 """Login, token refresh (rotating), logout and the current user."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from flask import current_app, request
+from flask import request
 from flask_jwt_extended import (
     create_refresh_token,
     decode_token,
@@ -25,6 +25,7 @@ from gridgov.schemas.auth import (
 )
 from gridgov.services import audit, tokens
 from gridgov.services import users as user_service
+from gridgov.settings import settings
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Authentication.")
 
@@ -41,7 +42,7 @@ def _me(user: User) -> dict:
 
 
 def _access_token(user: User) -> dict:
-    expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    expires = settings().tokens.access
     return {
         "access_token": access_token_for(user),
         "token_type": "Bearer",
@@ -62,9 +63,9 @@ def _login_username() -> str:
 
 
 @blp.route("/auth/login", methods=["POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_IP"])
+@limiter.limit(lambda: settings().rate_limits.login_per_ip)
 @limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_USERNAME"],
+    lambda: settings().rate_limits.login_per_username,
     key_func=_login_username,
     scope="login-username",
 )
@@ -106,7 +107,7 @@ def refresh():
             old_jti=get_jwt()["jti"],
             new_jti=new_jti,
             expires_at=expires_at,
-            retry_window=timedelta(seconds=current_app.config["REFRESH_RETRY_SECONDS"]),
+            retry_window=settings().tokens.refresh_retry,
         )
     except Unauthorized:
         db.session.commit()  # a detected reuse revokes the family even though this call fails

@@ -1,7 +1,5 @@
 """Boundary administration: POST /api/v1/boundaries/changes (admin)."""
 
-from flask import current_app
-
 from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user, roles_allowed
 from gridgov.extensions import db
@@ -12,6 +10,7 @@ from gridgov.schemas.boundaries import (
 )
 from gridgov.schemas.errors import ErrorSchema
 from gridgov.services import boundaries as boundary_service
+from gridgov.settings import settings
 
 blp = Blueprint(
     "boundaries", __name__, url_prefix="/api/v1/boundaries", description="Boundary changes."
@@ -40,8 +39,8 @@ def post_changes(query, body):
         effective_from=body.get("effective_from"),
         source="api",
         description=body["description"],
-        tolerances=boundary_service.tolerances_from_config(current_app.config),
-        max_nearest_m=current_app.config["ROUTING_NEAREST_MAX_M"],
+        tolerances=settings().tolerances,
+        max_nearest_m=settings().routing_nearest_max_m,
     )
     result = boundary_service.submit_changeset(
         db.session, actor=actor, features=body["features"], options=options

@@ -23,12 +23,13 @@ from datetime import UTC, datetime
 from flask import Response, stream_with_context
 from sqlalchemy.orm import Session
 
-from gridgov.api.incidents import incident_filters, work_calendar
+from gridgov.api.incidents import incident_filters
 from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
 from gridgov.extensions import db
 from gridgov.schemas.incidents import IncidentListQuerySchema
 from gridgov.services import exports as export_service
+from gridgov.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,14 @@ def _download(
     args: dict,
     extension: str,
 ) -> Response:
-    tz = work_calendar().tz
-    stamp = datetime.now(UTC).astimezone(tz).strftime("%Y%m%d-%H%M")
+    stamp = datetime.now(UTC).astimezone(settings().time_zone).strftime("%Y%m%d-%H%M")
     name = f"incidents-{args.get('area', 'all')}-{stamp}.{extension}"
     session = db.session.session_factory()
     try:
         rows = export_service.export_rows(
             session, user=current_user(), filters=incident_filters(args)
         )
-        chunks = write(rows, tz)
+        chunks = write(rows, settings().time_zone)
         first = next(chunks)
     except BaseException:
         session.close()

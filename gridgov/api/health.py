@@ -17,12 +17,12 @@ from functools import lru_cache
 
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from flask import Blueprint, current_app, has_request_context, jsonify
+from flask import Blueprint, has_request_context, jsonify
 from sqlalchemy import text
 
 from gridgov.api.errors import error_response
 from gridgov.extensions import db
-from gridgov.services.calendar import configured_coverage
+from gridgov.settings import settings
 
 blp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def readyz():
     """200 when the database is at the head revision and the calendar covers this year, else 503."""
     context = MigrationContext.configure(connection=db.session.connection())
     current = _joined(context.get_current_heads())
-    head = _joined(migration_heads(str(current_app.config["MIGRATIONS_DIR"])))
+    head = _joined(migration_heads(str(settings().migrations_dir)))
     if current != head:
         return error_response(
             503,
@@ -62,7 +62,7 @@ def readyz():
             message="The database is not at the migration head; run `flask db upgrade`.",
             details={"database": "ok", "current": current, "head": head},
         )
-    coverage = configured_coverage(current_app.config)
+    coverage = settings().calendar_coverage()
     if coverage.error:
         return error_response(
             503,

@@ -27,9 +27,11 @@ cross-origin access at all. Tokens travel in the Authorization header, never in 
 credentials are not allowed.
 """
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
+
+from gridgov.settings import settings
 
 MIB = 1024 * 1024
 # Room for the multipart boundary lines and part headers around a photo's bytes.
@@ -73,7 +75,7 @@ def register_http_policy(app: Flask) -> None:
     # After the token gate: a body without Content-Length is only read for callers it let in.
     app.before_request(_refuse_oversized_stream)
     app.after_request(_security_headers)
-    origins = cors_origins(app.config["CORS_ORIGINS"])
+    origins = list(settings(app).cors_origins)
     if origins:
         CORS(
             app,
@@ -88,26 +90,16 @@ def register_http_policy(app: Flask) -> None:
         )
 
 
-def cors_origins(setting: str | list[str] | tuple[str, ...]) -> list[str]:
-    """The allowed origins from a comma separated setting (or a list), without blanks."""
-    items = setting.split(",") if isinstance(setting, str) else setting
-    origins = [item.strip().rstrip("/") for item in items if item.strip()]
-    if "*" in origins:
-        raise RuntimeError("GRIDGOV_CORS_ORIGINS lists origins; '*' is not allowed")
-    return origins
-
-
 def body_limit(endpoint: str | None) -> int:
     """The largest request body `endpoint` accepts, capped by MAX_CONTENT_LENGTH."""
-    config = current_app.config
+    bodies = settings().bodies
     if endpoint in CHANGESET_ENDPOINTS:
-        limit = config["MAX_CHANGESET_BYTES"]
+        limit = bodies.changeset
     elif endpoint in PHOTO_UPLOAD_ENDPOINTS:
-        limit = config["PHOTO_MAX_BYTES"] + MULTIPART_OVERHEAD_BYTES
+        limit = bodies.photo + MULTIPART_OVERHEAD_BYTES
     else:
-        limit = config["MAX_JSON_BYTES"]
-    ceiling = config.get("MAX_CONTENT_LENGTH")
-    return limit if ceiling is None else min(limit, ceiling)
+        limit = bodies.json
+    return limit if bodies.ceiling is None else min(limit, bodies.ceiling)
 
 
 def _set_body_limit() -> None:

@@ -3,9 +3,8 @@
 import dataclasses
 import logging
 import re
-from datetime import timedelta
 
-from flask import current_app, request
+from flask import request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError
 
@@ -32,8 +31,8 @@ from gridgov.schemas.incidents import (
 )
 from gridgov.services import incident_queries, workflow
 from gridgov.services import incidents as incident_service
-from gridgov.services.calendar import load_calendar
 from gridgov.services.scope import get_visible_incident
+from gridgov.settings import settings
 
 # If-Match carries the ETag we issue: "<id>-<version>" (weak or strong). At most 19 digits each
 # (a bigint): a longer number is no ETag of ours, and int() of 5,000 digits raises.
@@ -42,23 +41,6 @@ _ETAG = re.compile(r'^(?:W/)?"(\d{1,19})-(\d{1,19})"$')
 log = logging.getLogger(__name__)
 
 blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="Incidents.")
-
-
-def work_calendar():
-    """The working calendar named by the app config."""
-    return load_calendar(current_app.config["WORK_CALENDAR_FILE"])
-
-
-def intake_settings() -> incident_service.IntakeSettings:
-    """Intake settings from the app config."""
-    config = current_app.config
-    return incident_service.IntakeSettings(
-        max_nearest_m=config["ROUTING_NEAREST_MAX_M"],
-        calendar=work_calendar(),
-        duplicate_radius_m=config["DUPLICATE_RADIUS_M"],
-        duplicate_window=timedelta(hours=config["DUPLICATE_WINDOW_HOURS"]),
-        map_lock_wait_ms=config["MAP_LOCK_WAIT_MS"],
-    )
 
 
 def incident_body(view: incident_service.IncidentView) -> dict:
@@ -115,9 +97,9 @@ def etag_headers(incident) -> dict[str, str]:
 @blp.alt_response(409, description="`client_id_conflict`: this client_id carried another report.")
 def create_incident(report):
     """Report an incident; replays of the same client_id and content return the same answer."""
-    reporter, settings = current_user(), intake_settings()
+    reporter, intake = current_user(), settings().intake
     result = incident_service.submit_incident(
-        db.session, reporter=reporter, report=report, settings=settings
+        db.session, reporter=reporter, report=report, settings=intake
     )
     db.session.commit()
     view = incident_service.incident_view(db.session, incident=result.incident)
@@ -125,7 +107,7 @@ def create_incident(report):
     body["possible_duplicates"] = [
         dataclasses.asdict(d)
         for d in incident_service.possible_duplicates(
-            db.session, incident=result.incident, viewer=reporter, settings=settings
+            db.session, incident=result.incident, viewer=reporter, settings=intake
         )
     ]
     return body, 201 if result.created else 200, etag_headers(result.incident)
@@ -136,10 +118,10 @@ def create_incident(report):
 @blp.response(200, BatchResultSchema)
 def create_batch(batch):
     """Upload a phone's offline queue: each item is answered on its own, none blocks another."""
-    reporter, settings = current_user(), intake_settings()
+    reporter, intake = current_user(), settings().intake
     results, busy = [], None
     for item in batch["items"]:
-        result = _batch_item(item, reporter, settings, busy)
+        result = _batch_item(item, reporter, intake, busy)
         results.append(result)
         if result.get("error") == MapBusy.code:
             # One wait for the map is enough: the items after it get the same answer at once.
@@ -148,7 +130,7 @@ def create_batch(batch):
     return {"results": results}
 
 
-def _batch_item(item: object, reporter, settings, busy: dict | None) -> dict:
+def _batch_item(item: object, reporter, intake, busy: dict | None) -> dict:
     """One item's answer. Whatever fails stays with its item: a phone retrying its queue must
     never be stuck behind one bad report (only a database that cannot be reached fails all)."""
     raw_id = item.get("client_id") if isinstance(item, dict) else None
@@ -169,7 +151,7 @@ def _batch_item(item: object, reporter, settings, busy: dict | None) -> dict:
     try:
         with db.session.begin_nested():  # a failing item rolls back alone
             result = incident_service.submit_incident(
-                db.session, reporter=reporter, report=report, settings=settings
+                db.session, reporter=reporter, report=report, settings=intake
             )
     except DomainError as error:
         return {
@@ -300,7 +282,7 @@ def act(action_request, incident_id):
         actor=current_user(),
         incident_id=incident_id,
         request=action_request,
-        calendar=work_calendar(),
+        calendar=settings().calendar,
     )
     db.session.commit()
     view = incident_service.incident_view(db.session, incident=incident)

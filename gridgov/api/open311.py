@@ -16,18 +16,18 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gridgov.api.errors import retry_after_seconds
-from gridgov.api.incidents import intake_settings, work_calendar
 from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE
 from gridgov.errors import DomainError
 from gridgov.extensions import db, limiter
 from gridgov.schemas.open311 import ServiceRequestFormSchema, ServiceRequestsQuerySchema
 from gridgov.services import open311 as open311_service
+from gridgov.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +39,17 @@ CONTENT_TYPES = {
 }
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 DB_RETRY_AFTER_SECONDS = 5
-# Overridable with the app config keys OPEN311_CONTACT and OPEN311_KEY_SERVICE.
-DEFAULT_CONTACT = "区社会治理中心 (the district's social governance centre)"
-DEFAULT_KEY_SERVICE = (
-    "api_keys are issued by the operator of this service"
-    " (`flask open311 add-client NAME`); reading needs no key."
-)
 
 blp = Blueprint("open311", __name__, url_prefix=PREFIX)
 # Reads need no key, so they are limited per client address (OPEN311_READ_RATE_LIMIT), all
 # read endpoints together; an over-eager client gets 429 with Retry-After.
 public_read_limit = limiter.shared_limit(
-    lambda: current_app.config["OPEN311_READ_RATE_LIMIT"], scope="open311-read"
+    lambda: settings().rate_limits.open311_read, scope="open311-read"
 )
 
 
 def _tz():
-    return work_calendar().tz
+    return settings().time_zone
 
 
 def document_response(fmt: str, root: str, document: object, status: int = 200) -> Response:
@@ -96,13 +90,13 @@ def _error_format() -> str:
 @public_read_limit
 def discovery(fmt):
     """Service Discovery: where the GeoReport v2 endpoint is and what it speaks."""
-    config = current_app.config
+    config = settings()
     document = open311_service.discovery_document(
         url=request.host_url.rstrip("/") + PREFIX,
         changeset=open311_service.services_changeset(db.session),
-        contact=config.get("OPEN311_CONTACT", DEFAULT_CONTACT),
-        key_service=config.get("OPEN311_KEY_SERVICE", DEFAULT_KEY_SERVICE),
-        kind="production" if config.get("ENV_NAME") == "production" else "test",
+        contact=config.open311.contact,
+        key_service=config.open311.key_service,
+        kind="production" if config.env_name == "production" else "test",
     )
     return document_response(fmt, "discovery", document)
 
@@ -142,7 +136,7 @@ def create_request(fmt):
         client=client,
         reporter=reporter,
         submission=submission,
-        settings=intake_settings(),
+        settings=settings().intake,
         now=datetime.now(UTC),
     )
     db.session.commit()

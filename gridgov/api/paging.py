@@ -5,9 +5,8 @@ import binascii
 import json
 from typing import Any
 
-from flask import current_app
-
 from gridgov.errors import ValidationFailed
+from gridgov.settings import settings
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -43,8 +42,15 @@ def page_position(args: dict, **fields: type) -> dict[str, Any] | None:
 
 
 def page_limit(args: dict) -> int:
-    """The requested page size, capped by PAGE_SIZE_MAX."""
-    return min(args["limit"], current_app.config["PAGE_SIZE_MAX"])
+    """The requested page size (GRIDGOV_PAGE_SIZE_DEFAULT when absent); 422 beyond the maximum."""
+    paging = settings().paging
+    limit = args.get("limit", paging.default)
+    if limit > paging.max:
+        raise ValidationFailed(
+            f"A page holds at most {paging.max} items.",
+            errors={"query": {"limit": [f"Must be between 1 and {paging.max}."]}},
+        )
+    return limit
 
 
 def invalid_cursor() -> ValidationFailed:

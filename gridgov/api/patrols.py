@@ -2,8 +2,6 @@
 
 from datetime import datetime
 
-from flask import current_app
-
 from gridgov.api.input import Blueprint
 from gridgov.api.paging import decode_cursor, encode_cursor, invalid_cursor, page_limit
 from gridgov.api.security import current_user, roles_allowed
@@ -19,6 +17,7 @@ from gridgov.schemas.patrols import (
     TrackUploadSchema,
 )
 from gridgov.services import patrols as patrol_service
+from gridgov.settings import settings
 
 blp = Blueprint(
     "patrols", __name__, url_prefix="/api/v1/patrols", description="Workers' patrols and tracks."
@@ -125,7 +124,7 @@ def list_patrols(args):
 
 
 def _max_backdate():
-    return patrol_service.max_backdate_from_config(current_app.config)
+    return settings().patrol_max_backdate
 
 
 def _decode_position(cursor: str) -> tuple[datetime, int]:

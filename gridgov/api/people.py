@@ -23,7 +23,9 @@ from gridgov.schemas.people import (
     UserPageSchema,
     UserUpdateSchema,
 )
-from gridgov.services import people as people_service
+from gridgov.services import accounts as account_service
+from gridgov.services import assignments as assignment_service
+from gridgov.services import duty as duty_service
 
 blp = Blueprint(
     "people",
@@ -50,7 +52,7 @@ def list_users(args):
     """Users by id: all for an admin, those assigned now in a supervisor's subtree."""
     viewer = current_user()
     position = page_position(args, id=int)
-    page = people_service.list_users(
+    page = account_service.list_users(
         db.session,
         viewer=viewer,
         role=args.get("role"),
@@ -73,7 +75,7 @@ def list_users(args):
 def create_user(body):
     """Create a user (admin); the password is stored hashed and never returned."""
     actor = current_user()
-    user = people_service.create_user(db.session, actor=actor, **body)
+    user = account_service.create_user(db.session, actor=actor, **body)
     db.session.commit()
     return user
 
@@ -83,7 +85,7 @@ def create_user(body):
 @blp.alt_response(404, description="`user_not_found` (also outside the caller's scope).")
 def get_user(user_id):
     """One user with their assignment history, newest first."""
-    return people_service.get_user(db.session, viewer=current_user(), user_id=user_id)
+    return account_service.get_user(db.session, viewer=current_user(), user_id=user_id)
 
 
 @blp.route("/users/<id32:user_id>", methods=["PATCH"])
@@ -100,7 +102,7 @@ def get_user(user_id):
 def update_user(body, user_id):
     """Change a user (admin); `is_active: false` deactivates and ends open assignments."""
     actor = current_user()
-    user = people_service.update_user(db.session, actor=actor, user_id=user_id, **body)
+    user = account_service.update_user(db.session, actor=actor, user_id=user_id, **body)
     db.session.commit()
     return user
 
@@ -117,7 +119,7 @@ def list_assignments(args):
     """Assignments by id, history included: all for an admin, a supervisor's subtree."""
     viewer = current_user()
     position = page_position(args, id=int)
-    page = people_service.list_assignments(
+    page = assignment_service.list_assignments(
         db.session,
         viewer=viewer,
         user_id=args.get("user"),
@@ -144,7 +146,7 @@ def list_assignments(args):
 def create_assignment(body):
     """Assign a user to an area (admin)."""
     actor = current_user()
-    assignment = people_service.create_assignment(
+    assignment = assignment_service.create_assignment(
         db.session,
         actor=actor,
         user_id=body["user"],
@@ -165,7 +167,9 @@ def create_assignment(body):
 def end_assignment(assignment_id):
     """End an assignment now (admin); the row stays as history, ending twice is a no-op."""
     actor = current_user()
-    assignment = people_service.end_assignment(db.session, actor=actor, assignment_id=assignment_id)
+    assignment = assignment_service.end_assignment(
+        db.session, actor=actor, assignment_id=assignment_id
+    )
     db.session.commit()
     return assignment
 
@@ -182,7 +186,7 @@ def area_workers(args, code):
     """Who is on duty in an area now, grid heads first (a grid with its micro-grids, a micro-grid
     with its grid)."""
     position = page_position(args, rank=int, user=int, assignment=int)
-    page = people_service.workers_on_duty(
+    page = duty_service.workers_on_duty(
         db.session,
         viewer=current_user(),
         area_code=code,

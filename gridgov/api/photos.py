@@ -1,8 +1,6 @@
 """Photo upload and download: /api/v1/photos."""
 
-from pathlib import Path
-
-from flask import current_app, send_file, url_for
+from flask import send_file, url_for
 
 from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
@@ -10,6 +8,7 @@ from gridgov.errors import ValidationFailed
 from gridgov.extensions import db
 from gridgov.schemas.photos import PhotoSchema, PhotoUploadSchema
 from gridgov.services import photos as photo_service
+from gridgov.settings import settings
 
 blp = Blueprint("photos", __name__, url_prefix="/api/v1/photos", description="Incident photos.")
 
@@ -34,14 +33,14 @@ def upload_photo(form):
             code="photo_missing",
             errors={"files": {"file": ["Missing data for required field."]}},
         )
-    max_bytes = current_app.config["PHOTO_MAX_BYTES"]
+    max_bytes = settings().bodies.photo
     # Read one byte past the limit: enough to tell "too large" without trusting Content-Length.
     data = upload.stream.read(max_bytes + 1)
     photo = photo_service.store_photo(
         db.session,
         data=data,
         uploader=user,
-        upload_dir=Path(current_app.config["UPLOAD_DIR"]),
+        upload_dir=settings().upload_dir,
         max_bytes=max_bytes,
     )
     db.session.commit()
@@ -59,7 +58,7 @@ def upload_photo(form):
 def get_photo(photo_id):
     """The photo's bytes, for its uploader, admins, and whoever may see its incident."""
     photo = photo_service.get_visible_photo(db.session, user=current_user(), photo_id=photo_id)
-    path = photo_service.stored_file(Path(current_app.config["UPLOAD_DIR"]), photo)
+    path = photo_service.stored_file(settings().upload_dir, photo)
     extension = path.suffix
     response = send_file(
         path,

@@ -1,11 +1,12 @@
 """GET /api/v1/route: the spatial lookup of a point."""
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 
 from gridgov.api.input import Blueprint
 from gridgov.extensions import db, lookups
 from gridgov.schemas.routing import RouteQuery, RouteQuerySchema, RoutingSchema
 from gridgov.services import routing as routing_service
+from gridgov.settings import settings
 
 blp = Blueprint("routing", __name__, url_prefix="/api/v1", description="Spatial routing.")
 
@@ -46,6 +47,6 @@ def route(query: RouteQuery) -> Response:
             routing_service.route_point,
             lon=point.lon,
             lat=point.lat,
-            max_nearest_m=current_app.config["ROUTING_NEAREST_MAX_M"],
+            max_nearest_m=settings().routing_nearest_max_m,
         )
     return jsonify(routing_body(routing))

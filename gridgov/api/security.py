@@ -1,7 +1,6 @@
 """Who is calling: the token gate in front of every endpoint, the current user and roles."""
 
 import time
-from datetime import timedelta
 
 from flask import Flask, current_app, g, request
 from flask.sessions import SessionInterface
@@ -19,6 +18,7 @@ from gridgov.extensions import db, jwt, limiter, lookups
 from gridgov.models import User
 from gridgov.services import audit, tokens
 from gridgov.services import users as user_service
+from gridgov.settings import settings
 
 # Endpoints anyone may call: login, health, the API docs, Open311 discovery, and the map page
 # with its script and styles (the page holds no data; its data calls carry the token).
@@ -52,12 +52,13 @@ SELF_CHECKED_ENDPOINTS = {"auth.refresh"}
 
 def register_security(app: Flask) -> None:
     """Configure JWTs from the app config and put the token gate in front of every request."""
+    tokens = settings(app).tokens
     app.config.setdefault("JWT_SECRET_KEY", app.config["SECRET_KEY"])
-    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=app.config["ACCESS_TOKEN_MINUTES"])
-    app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=app.config["REFRESH_TOKEN_DAYS"])
+    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = tokens.access
+    app.config["JWT_REFRESH_TOKEN_EXPIRES"] = tokens.refresh
     app.session_interface = TokenOnlySessions()
     app.extensions[VERIFIED_TOKENS_KEY] = VerifiedTokens()
-    app.extensions[ACCESS_STATES_KEY] = AccessStates(app.config["TOKEN_CHECK_CACHE_SECONDS"])
+    app.extensions[ACCESS_STATES_KEY] = AccessStates(tokens.check_cache_seconds)
     jwt.init_app(app)
     limiter.init_app(app)
     _check_limits_only_where_declared(app)

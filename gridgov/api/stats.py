@@ -4,7 +4,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 
-from flask import Response, current_app
+from flask import Response
 
 from gridgov.api.input import Blueprint
 from gridgov.api.security import current_user
@@ -16,7 +16,7 @@ from gridgov.schemas.stats import (
     RankingSchema,
 )
 from gridgov.services import stats
-from gridgov.services.patrols import max_backdate_from_config
+from gridgov.settings import settings
 
 blp = Blueprint(
     "stats",
@@ -67,7 +67,7 @@ def get_indicators(args):
         user=current_user(),
         area_code=args["area"],
         period=args["period"],
-        max_backdate=max_backdate_from_config(current_app.config),
+        max_backdate=settings().patrol_max_backdate,
     )
     area = report.indicators.area
     if args["format"] == "csv":
@@ -123,7 +123,7 @@ def get_ranking(args):
         period=args["period"],
         indicator=args["indicator"],
         parent_code=args.get("parent"),
-        max_backdate=max_backdate_from_config(current_app.config),
+        max_backdate=settings().patrol_max_backdate,
     )
     if args["format"] == "csv":
         filename = f"ranking-{result.level}-{result.indicator}-{result.period.label}.csv"

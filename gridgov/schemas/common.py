@@ -91,11 +91,13 @@ class BBox(fields.Field):
         return None if value is None else ",".join(str(v) for v in value)
 
 
-def page_limit_field(default: int, maximum: int) -> fields.Integer:
-    """A `limit` query field bounded by the configured page size."""
-    return fields.Integer(load_default=default, validate=validate.Range(min=1, max=maximum))
-
-
 class PageQuerySchema(Schema):
     cursor = fields.String(metadata={"description": "Opaque cursor from a previous page."})
-    limit = page_limit_field(50, 500)
+    # The default and the maximum are settings (GRIDGOV_PAGE_SIZE_*), applied by api/paging.py.
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=INT32_MAX),
+        metadata={
+            "description": "Items per page: by default GRIDGOV_PAGE_SIZE_DEFAULT (50), at most"
+            " GRIDGOV_PAGE_SIZE_MAX (500)."
+        },
+    )

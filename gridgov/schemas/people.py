@@ -5,7 +5,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from gridgov.models import DUTIES, ROLES
 from gridgov.schemas.areas import CODE_PATTERN
 from gridgov.schemas.common import INT32_MAX, Instant, PageQuerySchema
-from gridgov.services.people import (
+from gridgov.services.accounts import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
     USERNAME_PATTERN,

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, aliased
 
 from gridgov.errors import AreaNotFound
 from gridgov.models import Area, AreaRevision, BoundaryChangeset, User
+from gridgov.services.paging import Page
 from gridgov.spatial import SRID, geojson_sql
 
 
@@ -18,12 +19,6 @@ class AreaView:
     level: str
     parent: str | None
     geometry_json: str | None = None
-
-
-@dataclass(frozen=True)
-class AreaPage:
-    items: list[AreaView]
-    has_more: bool
 
 
 def _area_select(with_geometry: bool) -> Select:
@@ -47,7 +42,7 @@ def list_areas(
     after_code: str | None = None,
     limit: int = 50,
     with_geometry: bool = False,
-) -> AreaPage:
+) -> Page[AreaView]:
     """Current areas ordered by code, filtered by level, direct parent and bbox, keyset-paged."""
     query = _area_select(with_geometry).order_by(Area.code).limit(limit + 1)
     if level:
@@ -61,8 +56,7 @@ def list_areas(
     if after_code:
         query = query.where(Area.code > after_code)
     rows = session.execute(query).all()
-    items = [AreaView(**row._mapping) for row in rows[:limit]]
-    return AreaPage(items=items, has_more=len(rows) > limit)
+    return Page.of(rows, limit, lambda row: AreaView(**row._mapping))
 
 
 def get_area(session: Session, *, code: str, with_geometry: bool = True) -> AreaView:

@@ -24,7 +24,7 @@ supported; one within a clock skew (5 minutes) counts as now.
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -139,19 +139,10 @@ class ChangeSetResult:
         }
 
 
-def tolerances_from_config(config: Mapping) -> Tolerances:
-    """The topology tolerances named in the app config (BOUNDARY_*)."""
-    return Tolerances(
-        snap_m=config["BOUNDARY_SNAP_M"],
-        overlap_m2=config["BOUNDARY_OVERLAP_M2"],
-        gap_m2=config["BOUNDARY_GAP_M2"],
-        parent_m=config["BOUNDARY_PARENT_M"],
-        max_vertices=config["BOUNDARY_MAX_VERTICES"],
-    )
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChangeSetOptions:
+    tolerances: Tolerances
+    max_nearest_m: float
     dry_run: bool = True
     repair: bool = False
     crs: str = "wgs84"
@@ -159,8 +150,6 @@ class ChangeSetOptions:
     effective_from: datetime | None = None
     source: str = "api"
     description: str = ""
-    tolerances: Tolerances = field(default_factory=Tolerances)
-    max_nearest_m: float = 200.0
 
 
 def submit_changeset(

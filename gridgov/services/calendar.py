@@ -9,7 +9,8 @@ Rules (documented once, here):
   that year whole (both lists), so an office can add a year before the package has it, or
   correct one. A year is covered when either source has it; outside its covered years the
   calendar counts weekends only, which is why readiness and the escalation job check coverage.
-- Working hours are the day's windows (default 08:30-12:00 and 13:30-17:30, China time).
+- Working hours are the day's windows (default 08:30-12:00 and 13:30-17:30), in China time
+  (CHINA_TZ, the one time zone object of the code base: deadlines, periods, Open311 days).
 - N working hours from t: walk forward through the windows from t, consuming N hours.
 - N working days from t: the end of the N-th working day after t's own day (the day of the
   report never counts, whatever its hour), so "1 working day" reported on Friday afternoon is
@@ -17,7 +18,6 @@ Rules (documented once, here):
 """
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import chinese_calendar
 
+CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 UNITS = ("working_hours", "working_days")
 _MAX_DAYS_SCANNED = 3 * 366  # a limit larger than this is a data error, not a deadline
 
@@ -122,15 +123,6 @@ def check_coverage(
     return Coverage(today=today, uncovered_year=None, error=None, warnings=warnings)
 
 
-def configured_coverage(config: Mapping) -> Coverage:
-    """check_coverage of the app's calendar with its CALENDAR_WARN_DAYS and CALENDAR_TODAY."""
-    return check_coverage(
-        load_calendar(config["WORK_CALENDAR_FILE"]),
-        warn_days=config["CALENDAR_WARN_DAYS"],
-        today=config["CALENDAR_TODAY"],
-    )
-
-
 def _parse_time(text: str) -> time:
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
@@ -149,10 +141,12 @@ def _dates(by_year: dict[str, list[str]]) -> frozenset[date]:
 def load_calendar(path: Path) -> WorkCalendar:
     """The package's holidays and adjusted working days, the calendar file's years over them."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("timezone_offset_hours", 8) != 8:
+        raise ValueError("the working calendar counts China time: timezone_offset_hours must be 8")
     overridden = {int(year) for year in (*data["holidays"], *data["adjusted_working_days"])}
     package_years = {day.year for day in chinese_calendar.holidays}
     return WorkCalendar(
-        tz=timezone(timedelta(hours=data["timezone_offset_hours"])),
+        tz=CHINA_TZ,
         windows=tuple((_parse_time(a), _parse_time(b)) for a, b in data["working_hours"]),
         holidays=_dates(data["holidays"])
         | {day for day in chinese_calendar.holidays if day.year not in overridden},

@@ -16,6 +16,7 @@ from gridgov.models import (
     IncidentEvent,
     User,
 )
+from gridgov.services.paging import Page
 from gridgov.services.scope import get_visible_incident, incident_scope
 from gridgov.spatial import SRID
 
@@ -56,12 +57,6 @@ class IncidentRow:
     def overdue(self) -> bool:
         """True when the current stage's deadline has passed."""
         return self.deadline is not None and self.deadline < datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class IncidentPage:
-    items: list[IncidentRow]
-    has_more: bool
 
 
 def open_condition():
@@ -146,14 +141,13 @@ def list_incidents(
     filters: IncidentFilters,
     before_id: int | None = None,
     limit: int = 50,
-) -> IncidentPage:
+) -> Page[IncidentRow]:
     """Incidents the user may see, newest first (by id, a stable order), keyset-paged."""
     query = apply_filters(session, _row_select(), filters).where(incident_scope(session, user=user))
     if before_id is not None:
         query = query.where(Incident.id < before_id)
     rows = session.execute(query.order_by(Incident.id.desc()).limit(limit + 1)).all()
-    items = [IncidentRow(**row._mapping) for row in rows[:limit]]
-    return IncidentPage(items=items, has_more=len(rows) > limit)
+    return Page.of(rows, limit, lambda row: IncidentRow(**row._mapping))
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from gridgov.models import Area, Category, Incident, IncidentEvent, User
 from gridgov.services import photos as photo_service
 from gridgov.services.boundaries import lock_map_shared
 from gridgov.services.calendar import WorkCalendar
+from gridgov.services.duty import proposed_handler
 from gridgov.services.incident_queries import open_condition
 from gridgov.services.patrols import get_open_patrol_of_worker
-from gridgov.services.people import proposed_handler
 from gridgov.services.routing import (
     AreaRef,
     Routing,
@@ -83,9 +83,9 @@ class NewIncident:
 class IntakeSettings:
     max_nearest_m: float
     calendar: WorkCalendar
-    duplicate_radius_m: float = 100.0
-    duplicate_window: timedelta = timedelta(hours=72)
-    map_lock_wait_ms: int = 3000
+    duplicate_radius_m: float
+    duplicate_window: timedelta
+    map_lock_wait_ms: int
 
 
 @dataclass(frozen=True)

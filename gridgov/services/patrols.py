@@ -21,7 +21,7 @@ Locks: a track upload holds the patrol row FOR SHARE and a finish FOR NO KEY UPD
 finish never summarises a track while a batch is still being written into it.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, aliased
 from geo.codes import LEVEL_CODE_LENGTH
 from gridgov.errors import Conflict, NotFound, ValidationFailed
 from gridgov.models import Area, Assignment, Patrol, TrackPoint, User
+from gridgov.services.paging import Page
 from gridgov.services.scope import patrol_scope
 from gridgov.services.users import active_assignment_filter
 from gridgov.spatial import SRID
@@ -104,12 +105,6 @@ class TrackUpload:
     accepted: int  # points new to the patrol
     duplicates: int  # points whose time the patrol already had (or repeated in the batch)
     points: int  # the patrol's points after the upload
-
-
-@dataclass(frozen=True)
-class PatrolPage:
-    items: list[PatrolView]
-    has_more: bool
 
 
 def start_patrol(
@@ -244,7 +239,7 @@ def list_patrols(
     worker_id: int | None = None,
     after: tuple[datetime, int] | None = None,
     limit: int = 50,
-) -> PatrolPage:
+) -> Page[PatrolView]:
     """Patrols newest first (started_at, id descending), keyset-paged by `after`.
 
     The viewer's own, or with `worker_id` that worker's that the viewer may read (none when
@@ -260,8 +255,7 @@ def list_patrols(
     if after is not None:
         query = query.where(tuple_(Patrol.started_at, Patrol.id) < tuple_(*after))
     rows = session.execute(query).all()
-    items = [_view(session, patrol, points=points) for patrol, points in rows[:limit]]
-    return PatrolPage(items=items, has_more=len(rows) > limit)
+    return Page.of(rows, limit, lambda row: _view(session, row[0], points=row[1]))
 
 
 def get_open_patrol_of_worker(session: Session, *, patrol_id: int, worker_id: int) -> Patrol:
@@ -280,11 +274,6 @@ def get_open_patrol_of_worker(session: Session, *, patrol_id: int, worker_id: in
             details={"patrol_id": patrol_id},
         )
     return patrol
-
-
-def max_backdate_from_config(config: Mapping) -> timedelta:
-    """How far back a patrol, its points and its end may be dated (PATROL_MAX_BACKDATE_HOURS)."""
-    return timedelta(hours=config["PATROL_MAX_BACKDATE_HOURS"])
 
 
 def too_many_points(count: int) -> ValidationFailed:

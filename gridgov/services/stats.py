@@ -90,7 +90,7 @@ it ranks the caller's areas above the level (a town supervisor may rank grids, n
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from fractions import Fraction
 
 from sqlalchemy import and_, case, func, or_, select
@@ -108,10 +108,10 @@ from gridgov.models import (
     TrackPoint,
     User,
 )
+from gridgov.services.calendar import CHINA_TZ
 from gridgov.services.incident_queries import overdue_condition
 from gridgov.services.users import assigned_area_codes
 
-CHINA_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 MAX_PERIOD_DAYS = 366
 ROUND_DIGITS = 4
 RANKING_LEVELS = ("town", "grid")

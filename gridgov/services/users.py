@@ -1,11 +1,15 @@
-"""Users: authentication and what a user is assigned to."""
+"""Users: authentication, what a user is assigned to now, and what administration shares.
+
+User administration is in services/accounts.py, assignments in services/assignments.py, who
+is on duty in services/duty.py.
+"""
 
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from gridgov.errors import Unauthorized
+from gridgov.errors import Forbidden, NotFound, Unauthorized
 from gridgov.models import Area, Assignment, User
 from gridgov.services import audit
 from gridgov.services.passwords import hash_password, verify_password
@@ -62,3 +66,40 @@ def assigned_area_codes(session: Session, *, user_id: int) -> list[str]:
             .order_by(Area.code)
         )
     )
+
+
+# --- shared by the administration of users and assignments ---------------------------------
+
+
+def now_utc() -> datetime:
+    """The current instant (UTC)."""
+    return datetime.now(UTC)
+
+
+def audit_admin(session: Session, actor: User, action: str, target: str) -> None:
+    """Log an administrative write by `actor`."""
+    audit.record(session, actor=actor, action=action, target=target)
+
+
+def user_target(user: User) -> str:
+    """How audit lines name a user."""
+    return f"user {user.id} ({user.username})"
+
+
+def require_people_reader(viewer: User) -> None:
+    """Forbidden unless `viewer` may list people (admins and supervisors)."""
+    if viewer.role not in ("admin", "supervisor"):
+        raise Forbidden("Only administrators and supervisors may list people.")
+
+
+def user_not_found(user_id: int) -> NotFound:
+    """The error for a user that does not exist or may not be seen."""
+    return NotFound(f"No user {user_id}.", code="user_not_found", details={"id": user_id})
+
+
+def lock_user(session: Session, user_id: int) -> User:
+    """The user row, locked FOR KEY SHARE (writes to it wait), or user_not_found."""
+    user = session.get(User, user_id, with_for_update={"key_share": True}, populate_existing=True)
+    if user is None:
+        raise user_not_found(user_id)
+    return user

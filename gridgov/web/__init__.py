@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from geo.levels import LEVELS
+from gridgov.settings import settings
 
 SOURCES = ("tiles", "geojson")
 TILES_URL = "/tiles/{layer}/{z}/{x}/{y}.mvt"
@@ -95,7 +96,7 @@ def content_security_policy(style_url: str) -> str:
 @blp.route("/map")
 def map_page():
     """The supervisor map: login form, grid boundaries, incidents, filters, details panel."""
-    style_url = current_app.config.get("MAP_BASEMAP_STYLE_URL") or ""
+    style_url = settings().map_basemap_style_url
     html = render_template(
         "web/map.html",
         data_source=choose_source(current_app, request.args.get("source")),

@@ -16,7 +16,7 @@ from gridgov.models import Area, Incident, IncidentEvent
 from gridgov.services import boundaries as boundary_service
 from gridgov.spatial import from_db
 from tests.factories import make_assignment, make_incident
-from tests.helpers import bearer, map_locked
+from tests.helpers import TEST_SETTINGS, TOLERANCES, bearer, map_locked
 
 COMMUNITY = "330212003001"
 GRID = "330212003001001"
@@ -345,7 +345,11 @@ def test_reports_during_a_redraw_never_land_in_a_retired_area(app, demo_users):
                 db.session,
                 actor=None,
                 features=body["features"],
-                options=boundary_service.ChangeSetOptions(dry_run=False),
+                options=boundary_service.ChangeSetOptions(
+                    dry_run=False,
+                    tolerances=TOLERANCES,
+                    max_nearest_m=TEST_SETTINGS.routing_nearest_max_m,
+                ),
             )
             reported["changeset"] = result.changeset_id
             applied.set()

@@ -13,7 +13,7 @@ from geo.crs import from_wgs84
 from gridgov.extensions import db
 from gridgov.models import Area, Assignment, Incident, IncidentEvent, User
 from gridgov.spatial import from_db
-from tests.helpers import map_locked
+from tests.helpers import configure, map_locked
 
 WORKER_MICROGRID = "330212001001001001"
 
@@ -198,7 +198,7 @@ def _stored(session, client_ids):
 
 
 def test_report_waits_for_a_boundary_change_only_so_long(post, spot, app, db_session, monkeypatch):
-    monkeypatch.setitem(app.config, "MAP_LOCK_WAIT_MS", 300)
+    configure(monkeypatch, app, MAP_LOCK_WAIT_MS=300)
     body = report(spot)
     with map_locked(app):
         started = time.monotonic()
@@ -217,7 +217,7 @@ def test_report_waits_for_a_boundary_change_only_so_long(post, spot, app, db_ses
 
 
 def test_batch_waits_for_the_map_once(post, spot, app, db_session, monkeypatch):
-    monkeypatch.setitem(app.config, "MAP_LOCK_WAIT_MS", 1000)
+    configure(monkeypatch, app, MAP_LOCK_WAIT_MS=1000)
     swapped = report(spot, location={"lon": 29.82, "lat": 121.55})  # refused as it is parsed
     items = [report(spot), report(spot), swapped, report(spot)]
     with map_locked(app):
@@ -332,12 +332,12 @@ def test_report_made_on_patrol_links_to_it(post, spot, client, auth):
     assert other.get_json()["error"] == "patrol_not_attachable"
 
 
-def test_report_with_photos_links_them(post, spot, client, auth, app, tmp_path):
+def test_report_with_photos_links_them(post, spot, client, auth, app, tmp_path, monkeypatch):
     import io
 
     from PIL import Image
 
-    app.config["UPLOAD_DIR"] = tmp_path
+    configure(monkeypatch, app, UPLOAD_DIR=tmp_path)
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, "JPEG")
     upload = client.post(

@@ -10,7 +10,7 @@ document we serve is parsed and its element paths and leaf types compared with t
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -18,14 +18,14 @@ from sqlalchemy import func, select, text
 from gridgov.extensions import db
 from gridgov.models import Area, Category, Incident, IntegrationClient, User
 from gridgov.services import open311 as open311_service
+from gridgov.services.calendar import CHINA_TZ
 from gridgov.spatial import from_db
 from tests.factories import make_incident
-from tests.helpers import map_locked
+from tests.helpers import configure, map_locked
 
 WORKER_MICROGRID = "330212001001001001"
 FIRST_TOWN = WORKER_MICROGRID[:9]
 BASE = "/open311/v2"
-CHINA = timezone(timedelta(hours=8))  # the demo calendar's time zone
 
 # --------------------------------------------------------------------------- the spec's shapes
 
@@ -515,7 +515,7 @@ def test_post_creates_a_case_and_answers_per_spec(post_request, open311_client, 
 def test_post_while_the_map_is_changed_is_503_with_retry_after(
     post_request, app, db_session, monkeypatch, fmt
 ):
-    monkeypatch.setitem(app.config, "MAP_LOCK_WAIT_MS", 200)
+    configure(monkeypatch, app, MAP_LOCK_WAIT_MS=200)
     db_session.commit()  # the client survives the failed request's rollback (the test's undo)
     with map_locked(app):
         busy = post_request(fmt)
@@ -811,7 +811,7 @@ def test_filters(client, post_request, db_session, fmt):
     start = (created - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = (created + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert _listed(client, f"?start_date={start}&end_date={end}", fmt) == [old]
-    day = created.astimezone(CHINA).date()
+    day = created.astimezone(CHINA_TZ).date()
     around = f"?start_date={day - timedelta(days=1)}&end_date={day + timedelta(days=1)}"
     assert _listed(client, around, fmt) == [old]
     # Only a start: 90 days from there, so today's are outside.
@@ -998,21 +998,19 @@ def test_cli_add_client_prints_a_working_key_once(app, client, db_session, spot)
 
 
 @pytest.fixture
-def open311_read_limit(app):
-    """Fresh counters, and the test config's read limit put back afterwards."""
+def open311_read_limit(app, monkeypatch):
+    """Fresh counters, and a setter of the read limit that is put back afterwards."""
     from gridgov.extensions import limiter
 
-    saved = app.config["OPEN311_READ_RATE_LIMIT"]
     limiter.reset()
-    yield app.config
-    app.config["OPEN311_READ_RATE_LIMIT"] = saved
+    yield lambda limit: configure(monkeypatch, app, OPEN311_READ_RATE_LIMIT=limit)
     limiter.reset()
 
 
 def test_public_reads_are_rate_limited_per_address_together(
     client, post_request, open311_read_limit
 ):
-    open311_read_limit["OPEN311_READ_RATE_LIMIT"] = "4/minute"
+    open311_read_limit("4/minute")
     reads = [
         f"{BASE}/discovery.json",
         f"{BASE}/services.xml",

@@ -22,7 +22,7 @@ from gridgov.logging_setup import (
     make_formatter,
 )
 from gridgov.services.calendar import load_calendar
-from tests.helpers import bearer
+from tests.helpers import bearer, configure
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -40,7 +40,7 @@ def head(app):
 @pytest.fixture
 def calendar_today(app, monkeypatch):
     """calendar_today(day): /readyz checks the calendar's coverage as on that day."""
-    return lambda day: monkeypatch.setitem(app.config, "CALENDAR_TODAY", day)
+    return lambda day: configure(monkeypatch, app, CALENDAR_TODAY=day)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_readyz_warns_before_a_year_the_calendar_does_not_cover(
     assert client.get("/readyz").get_json()["warnings"] == [warning]
     assert len([r for r in caplog.records if r.name == "gridgov.api.health"]) == 1
     # Further from the year's end than GRIDGOV_CALENDAR_WARN_DAYS: nothing to say yet.
-    monkeypatch.setitem(app.config, "CALENDAR_WARN_DAYS", 28)
+    configure(monkeypatch, app, CALENDAR_WARN_DAYS=28)
     assert client.get("/readyz").get_json()["warnings"] == []
 
 

@@ -1,7 +1,7 @@
 """Patrols: start (idempotent per client id), track upload (idempotent per time), finish."""
 
 import itertools
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from shapely.geometry import LineString, shape
@@ -13,12 +13,12 @@ from gridgov.errors import ValidationFailed
 from gridgov.extensions import db
 from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import patrols as patrol_service
+from gridgov.services.calendar import CHINA_TZ
 from tests.factories import make_assignment, make_user
-from tests.helpers import bearer, run_at_once
+from tests.helpers import bearer, configure, run_at_once
 
 WORKER_MICROGRID = "330212001001001001"  # grid_worker's assignment
 HEAD_GRID = "330212001001001"  # grid_head's assignment: three micro-grids
-CHINA = timezone(timedelta(hours=8))
 LIMIT = timedelta(hours=24)  # GRIDGOV_PATROL_MAX_BACKDATE_HOURS's default
 
 
@@ -97,7 +97,7 @@ def test_start_then_replay_returns_the_same_patrol_with_200(client, auth):
     assert body["finished_at"] is None
     assert body["points"] == 0
     # the same instant written with China's offset is the same start
-    replay = start(client, headers, "pat-A_1", started_at.astimezone(CHINA))
+    replay = start(client, headers, "pat-A_1", started_at.astimezone(CHINA_TZ))
     assert replay.status_code == 200
     assert replay.get_json() == body
 
@@ -218,7 +218,7 @@ def test_the_same_time_with_another_offset_is_a_duplicate(client, auth, inside):
     patrol = started(client, headers)
     moment = walk(patrol)
     utc = {"lon": inside[0], "lat": inside[1], "t": iso(moment)}
-    china = {**utc, "t": iso(moment.astimezone(CHINA))}
+    china = {**utc, "t": iso(moment.astimezone(CHINA_TZ))}
     body = track(client, headers, patrol["id"], [utc, china]).get_json()
     assert body == {"accepted": 1, "duplicates": 1, "points": 1}
 
@@ -525,7 +525,7 @@ def test_finish_takes_an_optional_time_not_before_the_start(client, auth):
     )
     assert ahead.get_json()["error"] == "finished_at_in_future"
     end = begin + timedelta(minutes=25)
-    done = finish(client, headers, patrol["id"], finished_at=iso(end.astimezone(CHINA)))
+    done = finish(client, headers, patrol["id"], finished_at=iso(end.astimezone(CHINA_TZ)))
     assert datetime.fromisoformat(done.get_json()["finished_at"]) == end
 
 
@@ -561,7 +561,7 @@ def test_a_patrol_may_start_at_most_a_day_ago(client, auth, db_session):
 
 
 def test_the_limit_is_a_setting(client, auth, monkeypatch, app):
-    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 1.5)
+    configure(monkeypatch, app, PATROL_MAX_BACKDATE_HOURS=1.5)
     headers = auth("grid_worker")
     now = datetime.now(UTC)
     refused = start(client, headers, client_id="a", started_at=now - timedelta(hours=2))
@@ -577,8 +577,8 @@ def test_a_replay_after_the_window_answers_as_before(client, auth, app, monkeypa
     first = start(client, headers, client_id="slow-phone", started_at=started_at)
     assert first.status_code == 201
     # An hour later the start is 24 h old: shrinking the window to 1 h shows the same moment.
-    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 1)
-    replay = start(client, headers, "slow-phone", started_at.astimezone(CHINA))
+    configure(monkeypatch, app, PATROL_MAX_BACKDATE_HOURS=1)
+    replay = start(client, headers, "slow-phone", started_at.astimezone(CHINA_TZ))
     assert replay.status_code == 200
     assert replay.get_json() == first.get_json()
     # the same old time under a new client id is a new patrol: refused

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from gridgov.models import Area, Assignment, User
-from gridgov.services import people as people_service
+from gridgov.services import accounts as account_service
+from gridgov.services import duty as duty_service
 from tests.factories import make_assignment, make_user
 from tests.helpers import bearer
 
@@ -113,7 +114,7 @@ def test_duplicate_username_in_another_case_is_409(client, auth):
 
 def test_a_race_on_the_unique_index_is_still_409(client, auth, monkeypatch):
     # The service's check sees nothing (as when another request inserts first); the index does.
-    monkeypatch.setattr(people_service, "_username_taken", lambda session, username: False)
+    monkeypatch.setattr(account_service, "_username_taken", lambda session, username: False)
     response = create_user(client, auth, username="Grid_Head")
     assert response.status_code == 409
     assert error_of(response) == "username_taken"
@@ -724,13 +725,13 @@ def test_workers_scope(client, auth, viewer, code, status):
 
 def test_proposed_handler_is_the_grid_head_first(db_session, demo_users):
     micro, grid = area_id(db_session, WORKER_MICROGRID), area_id(db_session, HEAD_GRID)
-    handler = people_service.proposed_handler(db_session, microgrid_id=micro, grid_id=grid)
+    handler = duty_service.proposed_handler(db_session, microgrid_id=micro, grid_id=grid)
     assert handler.id == demo_users["grid_head"].id
     # Only the grid given: still its head; only the micro-grid: its grid is found.
-    assert people_service.proposed_handler(db_session, microgrid_id=None, grid_id=grid).id == (
+    assert duty_service.proposed_handler(db_session, microgrid_id=None, grid_id=grid).id == (
         demo_users["grid_head"].id
     )
-    assert people_service.proposed_handler(db_session, microgrid_id=micro, grid_id=None).id == (
+    assert duty_service.proposed_handler(db_session, microgrid_id=micro, grid_id=None).id == (
         demo_users["grid_head"].id
     )
 
@@ -739,7 +740,7 @@ def test_proposed_handler_fallback_order(db_session):
     micro, grid = area_id(db_session, EMPTY_MICROGRID), area_id(db_session, EMPTY_GRID)
 
     def handler(**kwargs):
-        found = people_service.proposed_handler(
+        found = duty_service.proposed_handler(
             db_session, microgrid_id=micro, grid_id=grid, **kwargs
         )
         return found.username if found else None
@@ -775,5 +776,5 @@ def test_proposed_handler_ignores_other_micro_grids_and_ended_assignments(db_ses
         active_from=datetime.now(UTC) - timedelta(days=3),
         active_to=datetime.now(UTC) - timedelta(hours=1),
     )
-    assert people_service.proposed_handler(db_session, microgrid_id=micro, grid_id=grid) is None
-    assert people_service.proposed_handler(db_session, microgrid_id=None, grid_id=None) is None
+    assert duty_service.proposed_handler(db_session, microgrid_id=micro, grid_id=grid) is None
+    assert duty_service.proposed_handler(db_session, microgrid_id=None, grid_id=None) is None

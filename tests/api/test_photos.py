@@ -18,7 +18,7 @@ from gridgov.errors import ValidationFailed
 from gridgov.models import Area, Photo
 from gridgov.services.photos import attach_photos, photo_ids_of_incident
 from tests.factories import make_incident, make_user
-from tests.helpers import bearer
+from tests.helpers import bearer, configure
 
 URL = "/api/v1/photos"
 WORKER_MICROGRID = "330212001001001001"
@@ -29,7 +29,7 @@ CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 def upload_dir(app, tmp_path, monkeypatch):
     """A fresh upload folder for every test."""
     path = tmp_path / "uploads"
-    monkeypatch.setitem(app.config, "UPLOAD_DIR", path)
+    configure(monkeypatch, app, UPLOAD_DIR=path)
     return path
 
 
@@ -274,19 +274,19 @@ def test_more_than_photo_max_bytes_is_413_and_stores_nothing(
 ):
     data = image_bytes("PNG")
     before = photo_count(db_session)
-    monkeypatch.setitem(app.config, "PHOTO_MAX_BYTES", len(data) - 1)
+    configure(monkeypatch, app, PHOTO_MAX_BYTES=len(data) - 1)
     body = assert_error(upload(client, auth("grid_worker"), data), 413, "photo_too_large")
     assert body["details"]["max_bytes"] == len(data) - 1
     assert photo_count(db_session) == before
     assert stored_files(upload_dir) == []
-    monkeypatch.setitem(app.config, "PHOTO_MAX_BYTES", len(data))
+    configure(monkeypatch, app, PHOTO_MAX_BYTES=len(data))
     assert upload(client, auth("grid_worker"), data).status_code == 201
 
 
 def test_a_body_over_max_content_length_is_413_payload_too_large(
     app, client, auth, monkeypatch, upload_dir
 ):
-    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 2000)
+    configure(monkeypatch, app, MAX_CONTENT_LENGTH=2000)
     response = upload(client, auth("grid_worker"), image_bytes("PNG", size=(100, 100)))
     assert_error(response, 413, "payload_too_large")
     assert stored_files(upload_dir) == []

@@ -9,7 +9,7 @@ from geo.crs import distance_m, from_wgs84
 from gridgov.models import Area
 from gridgov.schemas.routing import RoutingSchema
 from gridgov.spatial import from_db
-from tests.helpers import point_outside
+from tests.helpers import configure, point_outside
 
 DISTRICT = "330212"
 
@@ -133,13 +133,10 @@ def test_point_far_outside_is_unrouted(route, district):
     assert body["grid"] is None
 
 
-def test_nearest_distance_limit_is_configurable(app, route, district):
+def test_nearest_distance_limit_is_configurable(app, route, district, monkeypatch):
     point = point_outside(district, 60)
-    app.config["ROUTING_NEAREST_MAX_M"] = 10
-    try:
-        assert route(point.x, point.y).get_json()["method"] == "unrouted"
-    finally:
-        app.config["ROUTING_NEAREST_MAX_M"] = 200.0
+    configure(monkeypatch, app, ROUTING_NEAREST_MAX_M=10)
+    assert route(point.x, point.y).get_json()["method"] == "unrouted"
 
 
 @pytest.mark.parametrize("crs", ["gcj02", "bd09"])

@@ -11,7 +11,7 @@ from PIL import Image
 
 from gridgov.services import photos as photo_service
 from tests.factories import make_incident, make_user
-from tests.helpers import bearer
+from tests.helpers import bearer, configure
 
 MG_A = "330212001001001001"  # grid_worker's micro-grid (grid 330212001001001, town 330212001)
 MG_A_OTHER_GRID = "330212001001002001"  # same town and community, another grid
@@ -30,7 +30,7 @@ VISIBLE = {
 
 
 @pytest.fixture
-def world(app, db_session, demo_users, tmp_path):
+def world(app, db_session, demo_users, tmp_path, monkeypatch):
     users = dict(demo_users)
     users["town_b_supervisor"] = make_user(
         db_session, username="sup_b", role="supervisor", area_code="330212002"
@@ -47,7 +47,7 @@ def world(app, db_session, demo_users, tmp_path):
         "b": make_incident(db_session, reporter=reporter, microgrid_code=MG_B),
         "unrouted": make_incident(db_session, reporter=reporter),
     }
-    app.config["UPLOAD_DIR"] = tmp_path
+    configure(monkeypatch, app, UPLOAD_DIR=tmp_path)
     photos = {}
     for name, incident in incidents.items():
         buffer = io.BytesIO()

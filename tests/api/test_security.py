@@ -15,6 +15,7 @@ from gridgov.services import tokens
 from gridgov.services.demo import DEMO_PASSWORD
 from tests import helpers
 from tests.factories import make_user
+from tests.helpers import configure
 
 
 def login(client, username="grid_worker", password=DEMO_PASSWORD, **headers):
@@ -97,14 +98,11 @@ def test_a_retry_after_the_window_is_reuse(client, db_session):
     assert (events.action, events.outcome) == ("refresh_reuse", "revoked")
 
 
-def test_a_retry_window_of_zero_turns_retries_off(client, app):
+def test_a_retry_window_of_zero_turns_retries_off(client, app, monkeypatch):
     first = login(client).get_json()
     refresh(client, first["refresh_token"])
-    app.config["REFRESH_RETRY_SECONDS"] = 0
-    try:
-        assert refresh(client, first["refresh_token"]).get_json()["error"] == "token_reused"
-    finally:
-        app.config["REFRESH_RETRY_SECONDS"] = 60
+    configure(monkeypatch, app, REFRESH_RETRY_SECONDS=0)
+    assert refresh(client, first["refresh_token"]).get_json()["error"] == "token_reused"
 
 
 def test_concurrent_retries_leave_one_live_chain(app):
@@ -318,17 +316,15 @@ def test_refresh_refuses_a_deactivated_user(client, db_session, demo_users):
 
 
 @pytest.fixture
-def rate_limited(app):
-    """Fresh counters, and limits put back as the test config has them afterwards."""
-    saved = {k: app.config[k] for k in ("LOGIN_RATE_LIMIT_PER_IP", "LOGIN_RATE_LIMIT_PER_USERNAME")}
+def rate_limited(app, monkeypatch):
+    """Fresh counters, and a setter of limits that are put back afterwards."""
     limiter.reset()
-    yield app.config
-    app.config.update(saved)
+    yield lambda **limits: configure(monkeypatch, app, **limits)
     limiter.reset()
 
 
 def test_login_is_rate_limited_per_username(client, rate_limited):
-    rate_limited["LOGIN_RATE_LIMIT_PER_USERNAME"] = "3/minute"
+    rate_limited(LOGIN_RATE_LIMIT_PER_USERNAME="3/minute")
     statuses = [login(client, "admin", "wrong").status_code for _ in range(5)]
     assert statuses[:3] == [401, 401, 401]
     assert statuses[3:] == [429, 429]
@@ -340,7 +336,7 @@ def test_login_is_rate_limited_per_username(client, rate_limited):
 
 
 def test_login_is_rate_limited_per_address(client, rate_limited):
-    rate_limited["LOGIN_RATE_LIMIT_PER_IP"] = "4/minute"
+    rate_limited(LOGIN_RATE_LIMIT_PER_IP="4/minute")
     statuses = [login(client, name, "x").status_code for name in ["a1", "a2", "a3", "a4", "a5"]]
     assert statuses == [401, 401, 401, 401, 429]
 
@@ -394,7 +390,7 @@ def test_boundary_changes_are_audited(client, auth, db_session):
 
 
 def test_only_a_429_carries_the_rate_limit_retry_after(client, rate_limited):
-    rate_limited["LOGIN_RATE_LIMIT_PER_USERNAME"] = "1/minute"
+    rate_limited(LOGIN_RATE_LIMIT_PER_USERNAME="1/minute")
     first = login(client, "grid_worker")
     assert first.status_code == 200 and "Retry-After" not in first.headers
     second = login(client, "grid_worker")

@@ -8,17 +8,18 @@ its arithmetic, never computed with the code under test.
 import csv
 import io
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
 
 from gridgov.models import Area, Patrol, TrackPoint
 from gridgov.services import stats
+from gridgov.services.calendar import CHINA_TZ
 from gridgov.spatial import point_sql
 from tests.factories import make_incident
+from tests.helpers import configure
 
-CHINA = timezone(timedelta(hours=8))
 MARCH = "2024-03"
 
 TOWN_A = "330212001"  # town_supervisor's town
@@ -35,13 +36,13 @@ MG_C = "330212003001001001"
 MG_D = "330212004001001001"
 
 # Times in China time.
-REPORTED = datetime(2024, 3, 10, 9, 0, tzinfo=CHINA)
-H = datetime(2024, 3, 12, 10, 0, tzinfo=CHINA)  # the handling deadline of most cases
+REPORTED = datetime(2024, 3, 10, 9, 0, tzinfo=CHINA_TZ)
+H = datetime(2024, 3, 12, 10, 0, tzinfo=CHINA_TZ)  # the handling deadline of most cases
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 
 def at(month: int, day: int, hour: int = 12, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(2024, month, day, hour, minute, second, tzinfo=CHINA)
+    return datetime(2024, month, day, hour, minute, second, tzinfo=CHINA_TZ)
 
 
 @pytest.fixture
@@ -301,7 +302,7 @@ def test_the_default_period_is_this_month_in_china(client, auth):
             "/api/v1/stats/indicators", query_string={"area": MG1}, headers=auth("grid_worker")
         )
     )
-    today = datetime.now(UTC).astimezone(CHINA).date()
+    today = datetime.now(UTC).astimezone(CHINA_TZ).date()
     assert body["period"]["label"] == f"{today:%Y-%m}"
     assert body["period"]["from"] == f"{today:%Y-%m}-01"
 
@@ -347,7 +348,7 @@ def test_a_case_through_the_workflow_is_counted_closed_on_time_and_reassigning_i
     act("resolve", user="grid_head", note="已清理")
     act("verify")
     act("close")
-    today = datetime.now(UTC).astimezone(CHINA).date()
+    today = datetime.now(UTC).astimezone(CHINA_TZ).date()
     window = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
     body = ok(
         client.get(
@@ -499,7 +500,7 @@ def test_the_in_time_rule_follows_the_setting(
     patrol(db_session, worker, at(3, 10), [spot(db_session, MG3)], created_late=two_days)
     patrol(db_session, worker, at(3, 10), [spot(db_session, MG4)], received_late=two_days)
     assert coverage(client, auth)[0] == 2
-    monkeypatch.setitem(app.config, "PATROL_MAX_BACKDATE_HOURS", 72)
+    configure(monkeypatch, app, PATROL_MAX_BACKDATE_HOURS=72)
     assert coverage(client, auth)[0] == 4
 
 

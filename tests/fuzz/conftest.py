@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from gridgov.extensions import db
+from tests.helpers import configure
 
 # PostGIS's own table and Alembic's bookkeeping are not ours to compare.
 SKIPPED_TABLES = {"spatial_ref_sys", "alembic_version"}
@@ -58,5 +59,5 @@ def database_unchanged(app):
 def upload_dir(app, tmp_path, monkeypatch):
     """Photos the fuzzer uploads go to a throw-away folder (files are not in the transaction)."""
     path = tmp_path / "uploads"
-    monkeypatch.setitem(app.config, "UPLOAD_DIR", path)
+    configure(monkeypatch, app, UPLOAD_DIR=path)
     return path

@@ -1,11 +1,14 @@
 """Boundary validation: the bad-input corpus, and family checks with float noise."""
 
+from dataclasses import replace
+
 import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box, mapping
 
 from geo.crs import from_wgs84
-from geo.topology import LocalMetricFrame, Tolerances, family_problems, parse_boundary
+from geo.topology import LocalMetricFrame, family_problems, parse_boundary
+from tests.helpers import TOLERANCES
 
 LON, LAT = 121.55, 29.82
 D = 0.001  # about 100 m
@@ -89,14 +92,14 @@ SHELL = [[LON, LAT], [LON + D, LAT], [LON + D, LAT + D], [LON, LAT + D], [LON, L
     ],
 )
 def test_bad_geometry_corpus(name, geometry, kind):
-    result = parse_boundary("x", geometry)
+    result = parse_boundary("x", geometry, tolerances=TOLERANCES)
     assert result.geometry is None, name
     assert kind in kinds(result), (name, kinds(result))
 
 
 def test_vertex_limit():
     circle = shapely.Point(LON, LAT).buffer(D, quad_segs=2000)
-    result = parse_boundary("x", mapping(circle), tolerances=Tolerances(max_vertices=1000))
+    result = parse_boundary("x", mapping(circle), tolerances=replace(TOLERANCES, max_vertices=1000))
     assert kinds(result) == ["too_many_vertices"]
 
 
@@ -104,9 +107,9 @@ def test_repair_on_request_reports_what_changed():
     bow_tie = geojson_polygon(
         [[[LON, LAT], [LON + D, LAT + D], [LON + D, LAT], [LON, LAT + D], [LON, LAT]]]
     )
-    refused = parse_boundary("x", bow_tie)
+    refused = parse_boundary("x", bow_tie, tolerances=TOLERANCES)
     assert refused.problems[0].location is not None
-    repaired = parse_boundary("x", bow_tie, repair=True)
+    repaired = parse_boundary("x", bow_tie, repair=True, tolerances=TOLERANCES)
     assert repaired.geometry is not None and repaired.geometry.is_valid
     assert len(repaired.geometry.geoms) == 2
     assert repaired.problems[0].kind == "repaired"
@@ -114,14 +117,14 @@ def test_repair_on_request_reports_what_changed():
 
 
 def test_valid_polygon_becomes_a_multipolygon():
-    result = parse_boundary("x", geojson_polygon([SHELL]))
+    result = parse_boundary("x", geojson_polygon([SHELL]), tolerances=TOLERANCES)
     assert result.problems == []
     assert isinstance(result.geometry, MultiPolygon)
 
 
 def test_gcj02_input_is_converted():
     gcj = [list(from_wgs84(x, y, "gcj02")) for x, y in SHELL]
-    result = parse_boundary("x", geojson_polygon([gcj]), crs="gcj02")
+    result = parse_boundary("x", geojson_polygon([gcj]), crs="gcj02", tolerances=TOLERANCES)
     assert result.geometry.equals_exact(MultiPolygon([Polygon(SHELL)]), tolerance=1e-8)
 
 
@@ -135,7 +138,12 @@ def test_a_clean_family_has_no_problems():
         "a": mp(square(0, 0, D).union(square(0, D, D))),
         "b": mp(square(D, 0, D).union(square(D, D, D))),
     }
-    assert family_problems("p", parent, children, changed={"a", "b"}, parent_changed=False) == []
+    assert (
+        family_problems(
+            "p", parent, children, changed={"a", "b"}, parent_changed=False, tolerances=TOLERANCES
+        )
+        == []
+    )
 
 
 def test_float_noise_on_shared_edges_is_not_an_overlap_or_a_gap():
@@ -155,7 +163,12 @@ def test_float_noise_on_shared_edges_is_not_an_overlap_or_a_gap():
     raw_overlap = left.intersection(right).area
     assert raw_overlap > 0  # raw comparison would flag a sliver
     problems = family_problems(
-        "p", parent, {"l": mp(left), "r": mp(right)}, changed={"l", "r"}, parent_changed=False
+        "p",
+        parent,
+        {"l": mp(left), "r": mp(right)},
+        changed={"l", "r"},
+        parent_changed=False,
+        tolerances=TOLERANCES,
     )
     assert problems == []
 
@@ -167,7 +180,9 @@ def test_overlap_gap_and_outside_parent_are_named_and_located():
         "b": mp(square(D, 0, 1.5 * D)),  # overlaps a by 0.5 D wide
         "c": mp(square(2.5 * D, 2.5 * D, D)),  # sticks out of the parent
     }
-    problems = family_problems("p", parent, children, changed=set(children), parent_changed=False)
+    problems = family_problems(
+        "p", parent, children, changed=set(children), parent_changed=False, tolerances=TOLERANCES
+    )
     by_kind = {p.kind: p for p in problems}
     assert set(by_kind) == {"overlap", "gap", "outside_parent"}
     overlap = by_kind["overlap"]
@@ -185,7 +200,9 @@ def test_unchanged_siblings_are_not_rechecked_against_each_other():
         "b": mp(square(D, 0, 2 * D)),
         "c": mp(square(0, 2 * D, 3 * D)),
     }
-    problems = family_problems("p", parent, children, changed={"c"}, parent_changed=False)
+    problems = family_problems(
+        "p", parent, children, changed={"c"}, parent_changed=False, tolerances=TOLERANCES
+    )
     assert [p.kind for p in problems if p.kind == "overlap"] == []
 
 

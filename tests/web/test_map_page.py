@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from config import load_config
 from geo.levels import LEVELS
 from gridgov.services.demo import DEMO_PASSWORD
+from gridgov.settings import install_settings
 from gridgov.web import register_web
 
 VENDOR = Path(__file__).resolve().parents[2] / "gridgov/web/static/vendor/maplibre-gl"
@@ -110,7 +112,8 @@ def test_the_data_still_needs_a_token(client):
 
 def _bare_app(**config) -> Flask:
     app = Flask(__name__)
-    app.config.update(config)
+    app.config.update(load_config("test"), **config)
+    install_settings(app)
     register_web(app)
     return app
 

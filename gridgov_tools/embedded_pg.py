@@ -6,7 +6,7 @@ and is reused across runs.  Standard library + psycopg only (no Flask imports).
 
 CLI::
 
-    python -m gridgov.embedded_pg start|stop|status|url [--instance DIR] [--db NAME]
+    python -m gridgov_tools.embedded_pg start|stop|status|url [--instance DIR] [--db NAME]
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import errors, sql
 
+from config import normalize_database_url
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_DBNAME = "gridgov"
@@ -50,7 +52,6 @@ CLUSTER_SETTINGS = {
     "logging_collector": "off",
     "log_line_prefix": "'%m [%p] %q%u@%d '",
 }
-_SCHEME_RE = re.compile(r"^(postgres|postgresql)://", re.IGNORECASE)
 
 
 class EmbeddedPgError(RuntimeError):
@@ -255,17 +256,13 @@ def _conf_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def normalize_database_url(url: str) -> str:
-    """Normalise a postgres:// or postgresql:// URL to SQLAlchemy's postgresql+psycopg://."""
-    return _SCHEME_RE.sub("postgresql+psycopg://", url.strip(), count=1)
+def libpq_url(url: str) -> str:
+    """A libpq URI for a SQLAlchemy (postgresql+driver://) or libpq PostgreSQL URL."""
+    return re.sub(r"^postgres(?:ql)?(\+\w+)?://", "postgresql://", url.strip(), count=1)
 
 
-def _libpq_url(sqlalchemy_url: str) -> str:
-    """Turn a SQLAlchemy URL (postgresql+driver://) into a libpq URI."""
-    return re.sub(r"^postgres(?:ql)?(\+\w+)?://", "postgresql://", sqlalchemy_url, count=1)
-
-
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by ***."""
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -546,7 +543,7 @@ class EmbeddedCluster:
         sockdir = socket_dir_for(self.base_dir, port)
         conf = self.data_dir / RUNTIME_CONF
         conf.write_text(
-            "# written by gridgov.embedded_pg on every start\n"
+            "# written by gridgov_tools.embedded_pg on every start\n"
             f"port = {port}\n"
             f"unix_socket_directories = {_conf_quote(sockdir)}\n"
         )
@@ -717,9 +714,9 @@ def _create_postgis(conn: psycopg.Connection) -> None:
 
 def _check_external_postgis(url: str) -> None:
     try:
-        conn = psycopg.connect(_libpq_url(url), autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
-        raise EmbeddedPgError(f"cannot connect to DATABASE_URL {_redact(url)}: {exc}") from exc
+        raise EmbeddedPgError(f"cannot connect to DATABASE_URL {redact(url)}: {exc}") from exc
     with conn:
         try:
             _create_postgis(conn)
@@ -734,11 +731,11 @@ def _check_external_postgis(url: str) -> None:
         ).fetchone()
     if not available:
         raise EmbeddedPgError(
-            f"PostGIS is not available on the server of DATABASE_URL {_redact(url)}; install"
+            f"PostGIS is not available on the server of DATABASE_URL {redact(url)}; install"
             " the postgis package for that PostgreSQL version (e.g. postgresql-15-postgis-3)"
         ) from error
     raise EmbeddedPgError(
-        f"PostGIS is not enabled in the database of DATABASE_URL {_redact(url)} and this user"
+        f"PostGIS is not enabled in the database of DATABASE_URL {redact(url)} and this user"
         f" cannot create it ({error}); ask an admin to run: CREATE EXTENSION postgis;"
     ) from error
 
@@ -767,7 +764,7 @@ def database_url_from_env_or_embedded(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: start|stop|status|url."""
     parser = argparse.ArgumentParser(
-        prog="python -m gridgov.embedded_pg",
+        prog="python -m gridgov_tools.embedded_pg",
         description="Manage the private PostgreSQL+PostGIS cluster used when DATABASE_URL is"
         " not set.",
     )

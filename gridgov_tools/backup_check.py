@@ -5,7 +5,7 @@ The steps are the ones README's "Backup and restore" section gives an operator:
 1. `pg_dump -Fc` of the source database, taken inside a REPEATABLE READ transaction whose
    snapshot pg_dump shares (`--snapshot`), so the figures counted on the source describe
    exactly what is in the dump even while the service keeps writing.
-2. A fresh temporary PostgreSQL cluster (gridgov.embedded_pg.EmbeddedCluster in a temporary
+2. A fresh temporary PostgreSQL cluster (gridgov_tools.embedded_pg.EmbeddedCluster in a temporary
    instance directory; as root it runs as the postgres user), `createdb`,
    `CREATE EXTENSION postgis`, `pg_restore --no-owner --exit-on-error`.
 3. The same figures on the restored database: rows of every table, an md5 over the geometry
@@ -17,7 +17,7 @@ end (`--keep-dump PATH` keeps the dump). Standard library + psycopg; no Flask.
 
 CLI (scripts/backup-restore-check)::
 
-    python -m gridgov.backup_check [--database-url URL] [--keep-dump PATH]
+    python -m gridgov_tools.backup_check [--database-url URL] [--keep-dump PATH]
 
 Without --database-url it checks DATABASE_URL, else the private cluster's gridgov database.
 Exit status 0 when everything matches, 1 when something differs, 2 when it could not run.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from gridgov import embedded_pg
+from gridgov_tools import embedded_pg
 
 TOOLS = ("pg_dump", "pg_restore", "createdb", "psql")
 RESTORED_DB = "gridgov_restored"
@@ -132,16 +131,6 @@ def pg_tools() -> dict[str, Path]:
     return found
 
 
-def libpq_url(url: str) -> str:
-    """A libpq URI for a SQLAlchemy or libpq PostgreSQL URL."""
-    return re.sub(r"^postgres(?:ql)?(\+\w+)?://", "postgresql://", url.strip(), count=1)
-
-
-def redact(url: str) -> str:
-    """`url` with its password (if any) replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url, count=1)
-
-
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["PGCONNECT_TIMEOUT"] = "10"
@@ -220,7 +209,7 @@ def _primary_key(conn: psycopg.Connection, schema: str, table: str) -> list[str]
 
 def dump(tools: dict[str, Path], source_url: str, path: Path) -> Snapshot:
     """pg_dump -Fc `source_url` to `path`; return the source's figures at the dump's snapshot."""
-    url = libpq_url(source_url)
+    url = embedded_pg.libpq_url(source_url)
     try:
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as error:
@@ -279,7 +268,7 @@ def run_check(
         seconds["restore"] = time.monotonic() - started
 
         started = time.monotonic()
-        with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
+        with psycopg.connect(embedded_pg.libpq_url(url), connect_timeout=10) as conn:
             restored = snapshot(conn)
         seconds["compare"] = time.monotonic() - started
         return CheckResult(
@@ -338,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_cluster = None
     try:
         url, started_cluster = _source_url(args.database_url)
-        log(f"source: {redact(libpq_url(url))}")
+        log(f"source: {embedded_pg.redact(embedded_pg.libpq_url(url))}")
         result = run_check(url, keep_dump=args.keep_dump, log=log)
     except (BackupCheckError, embedded_pg.EmbeddedPgError) as error:
         print(f"backup-restore-check: error: {error}", file=sys.stderr)
