@@ -151,7 +151,8 @@ def _to_wgs84(geometry: BaseGeometry, crs: str) -> BaseGeometry:
     return shapely.transform(geometry, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1])))
 
 
-def _as_multipolygon(geometry: BaseGeometry) -> MultiPolygon:
+def as_multipolygon(geometry: BaseGeometry) -> MultiPolygon:
+    """The polygonal parts of a geometry as one MultiPolygon (empty when it has none)."""
     if isinstance(geometry, MultiPolygon):
         return geometry
     if isinstance(geometry, Polygon):
@@ -183,13 +184,13 @@ def parse_boundary(
     if parsed.is_valid:
         if parsed.area == 0:
             return ParsedBoundary(None, [Problem(code, "empty_geometry", "It has no area.")])
-        return ParsedBoundary(_as_multipolygon(parsed))
+        return ParsedBoundary(as_multipolygon(parsed))
     reason = shapely.is_valid_reason(parsed)
     location = _reason_location(reason)
     if not repair:
         detail = f"Invalid geometry: {reason}. Send repair=true to have it repaired."
         return ParsedBoundary(None, [Problem(code, "invalid_geometry", detail, location)])
-    repaired = _as_multipolygon(shapely.make_valid(parsed, method="structure"))
+    repaired = as_multipolygon(shapely.make_valid(parsed, method="structure"))
     if repaired.is_empty:
         return ParsedBoundary(None, [Problem(code, "invalid_geometry", f"Unrepairable: {reason}.")])
     # What the repair changed: the area between the input's outline and the repaired shape.
@@ -272,7 +273,7 @@ def _overlaps(frame, codes, metric, checked, tolerances):
         if i >= j or (codes[i] not in checked and codes[j] not in checked):
             continue
         shared = shapely.intersection(metric[i], metric[j])
-        if _significant(shared, tolerances.overlap_m2, tolerances.snap_m):
+        if significant(shared, tolerances.overlap_m2, tolerances.snap_m):
             spot = frame.to_lonlat(shared.representative_point())
             detail = f"{codes[i]} and {codes[j]} overlap by {shared.area:.1f} m²."
             problems.append(
@@ -281,8 +282,8 @@ def _overlaps(frame, codes, metric, checked, tolerances):
     return problems
 
 
-def _significant(piece: BaseGeometry, min_area_m2: float, snap_m: float) -> bool:
-    """Larger than the area tolerance and not a sliver (it survives erosion by snap_m)."""
+def significant(piece: BaseGeometry, min_area_m2: float, snap_m: float) -> bool:
+    """A metric piece larger than min_area_m2 and no sliver (it survives erosion by snap_m)."""
     return piece.area > min_area_m2 and not piece.buffer(-snap_m).is_empty
 
 
@@ -290,7 +291,7 @@ def _gaps(frame, parent_code, parent, metric, tolerances):
     uncovered = shapely.difference(parent, shapely.union_all(metric, grid_size=tolerances.snap_m))
     problems = []
     for piece in shapely.get_parts(uncovered):
-        if _significant(piece, tolerances.gap_m2, tolerances.snap_m):
+        if significant(piece, tolerances.gap_m2, tolerances.snap_m):
             spot = frame.to_lonlat(piece.representative_point())
             detail = f"{piece.area:.1f} m² of {parent_code} are covered by none of its children."
             problems.append(
