@@ -237,9 +237,9 @@ def family_problems(
         return []
     frame = frame or LocalMetricFrame.around(parent)
     grid = tolerances.snap_m
-    metric_parent = shapely.set_precision(frame.to_metric(parent), grid)
+    metric_parent = on_grid(frame.to_metric(parent), grid)
     codes = sorted(children)
-    metric = [shapely.set_precision(frame.to_metric(children[c]), grid) for c in codes]
+    metric = [on_grid(frame.to_metric(children[c]), grid) for c in codes]
     checked = set(codes) if parent_changed else changed
     problems = _outside_parent(
         frame, parent_code, metric_parent, codes, metric, checked, tolerances
@@ -247,6 +247,17 @@ def family_problems(
     problems += _overlaps(frame, codes, metric, checked, tolerances)
     problems += _gaps(frame, parent_code, metric_parent, metric, tolerances)
     return problems
+
+
+def on_grid(geometry: BaseGeometry, grid: float) -> BaseGeometry:
+    """A geometry snapped to a grid of `grid` units, valid."""
+    try:
+        return shapely.set_precision(geometry, grid)
+    except shapely.errors.GEOSException:
+        # GEOS 3.14 fails on some valid shapes ("unable to assign free hole to a shell"): round
+        # the vertices alone, then repair what the rounding broke.
+        rounded = shapely.set_precision(geometry, grid, mode="pointwise")
+        return as_multipolygon(shapely.make_valid(rounded))
 
 
 def _outside_parent(frame, parent_code, parent, codes, metric, checked, tolerances):
