@@ -384,8 +384,7 @@ def _faces(work: _Work, area: MultiPolygon, line: LineString) -> list[Polygon]:
     noded = shapely.union_all([area.boundary, line])
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
     inside = [f for f in faces if area.contains(f.representative_point())]
-    # Faces inside one another (a ring line around an inner part) are cut apart by polygonize;
-    # nothing else to do. Order: largest first, then west to east, for a stable answer.
+    # Largest first, then by position, for a stable answer.
     return sorted(inside, key=lambda f: (-round(work.metric(f).area, 3), f.bounds))
 
 
@@ -543,8 +542,6 @@ def _retile_children(work: _Work, parents: dict, changes: dict) -> dict:
         return {}
     new_parents = {p: g for p, g in parents.items() if g is not None}
     placed: dict[str, dict[str, BaseGeometry]] = {p: {} for p in new_parents}
-    # Children of new parents that were not changed themselves are not in the excerpt's
-    # changed set, but a new parent's children are all placed here.
     leftovers = []
     moved_away = []
     for child in old_children:
@@ -606,7 +603,7 @@ def _fill(work: _Work, parent: MultiPolygon, kids: dict[str, BaseGeometry]) -> N
 
 
 def _clean(shape: MultiPolygon) -> MultiPolygon:
-    """A valid MultiPolygon without duplicate or collinear-noise vertices."""
+    """The shape as a valid MultiPolygon."""
     shape = as_multipolygon(shape)
     if not shape.is_valid:
         shape = as_multipolygon(shapely.make_valid(shape))

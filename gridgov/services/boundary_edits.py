@@ -157,7 +157,7 @@ def create(
 
 def retire(session, *, actor, code, into=None, options) -> EditAnswer:
     """Retire an area, its land going to a neighbour."""
-    loaded = _load(session, _parent_of(code), focus_codes=[code], neighbours=True)
+    loaded = _load(session, _parent_of(code), focus_codes=[code])
     edit = _run(
         lambda: edits.retire(loaded.excerpt, code, into=into, tolerances=options.tolerances)
     )
@@ -238,8 +238,8 @@ def revert(session: Session, *, actor, changeset_id: int, options) -> EditAnswer
         restore[area.code] = (from_db(closed.boundary), closed.name)
     codes = sorted(restore)
     current = _current(session, codes)
-    names = {code: name for code, (_, name) in restore.items() if name}
-    names = {**{c: n for c, (_, n) in current.items()}, **names}
+    restored_names = {code: name for code, (_, name) in restore.items() if name}
+    names = {**{code: name for code, (_, name) in current.items()}, **restored_names}
     edit = edits.Edit(
         changes={code: shape for code, (shape, _) in restore.items()},
         sources={},
@@ -258,7 +258,7 @@ def revert(session: Session, *, actor, changeset_id: int, options) -> EditAnswer
         edit,
         {code: shape for code, (shape, _) in current.items()},
         names,
-        {code: name for code, (_, name) in restore.items() if name},
+        restored_names,
         options,
     )
     answer.reverts = changeset.id
@@ -329,7 +329,7 @@ def _common_parent(codes: list[str]) -> str:
     return parents.pop()
 
 
-def _load(session, parent: str, *, focus_codes, focus=None, neighbours=False) -> _Loaded:
+def _load(session, parent: str, *, focus_codes, focus=None) -> _Loaded:
     """The parent, its current children, and the descendants of the children an edit may
     touch (those meeting the named areas or the drawn shape); every code ever used below."""
     rows = session.execute(
@@ -347,11 +347,9 @@ def _load(session, parent: str, *, focus_codes, focus=None, neighbours=False) ->
     areas = {code: from_db(row.boundary) for code, row in current.items()}
     names = {code: row.name for code, row in current.items()}
     reach = [areas[c] for c in focus_codes] + ([focus] if focus is not None else [])
-    touched = shapely.union_all(reach).buffer(1e-6) if reach else None
-    children = [c for c in areas if c != parent]
-    wide = [c for c in children if touched is not None and areas[c].intersects(touched)]
-    if neighbours:
-        wide = [c for c in children if areas[c].intersects(touched.buffer(1e-5))]
+    # A little wider than the named areas: their neighbours take or give land too.
+    touched = shapely.union_all(reach).buffer(1e-5)
+    wide = [c for c in areas if c != parent and areas[c].intersects(touched)]
     below = (
         session.execute(
             select(Area.code, Area.name, Area.boundary).where(
