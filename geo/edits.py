@@ -50,6 +50,8 @@ from geo.topology import LocalMetricFrame, Tolerances, as_multipolygon, signific
 MIN_SHARED_EDGE_M = 1.0
 DEFAULT_SNAP_M = 1.0
 DEFAULT_TOLERANCES = Tolerances()
+# Metres per degree of latitude: turns a metric tolerance into a (slightly smaller) one in degrees.
+METRES_PER_DEGREE = 111_320.0
 _SEGMENT = 3
 
 
@@ -123,8 +125,11 @@ class _Work:
 
     def shared_length(self, a: BaseGeometry, b: BaseGeometry) -> float:
         """Metres of a's outline that run along b (within the validation snap)."""
-        near_b = self.metric(b).buffer(max(self.tolerances.snap_m, 1e-3))
-        return shapely.intersection(self.metric(a).boundary, near_b).length
+        # Selected in lon/lat, measured in metres: a straight lon/lat segment is slightly
+        # curved in the metric frame (metres off over kilometres), so a buffer there would
+        # miss an edge that follows the segment exactly.
+        near_b = b.buffer(max(self.tolerances.snap_m, 1e-3) / METRES_PER_DEGREE)
+        return self.metric(shapely.intersection(a.boundary, near_b)).length
 
     def spot(self, geometry: BaseGeometry) -> tuple[float, float]:
         point = geometry.representative_point()
@@ -402,7 +407,7 @@ def _not_dividing(work: _Work, area: MultiPolygon, line: LineString) -> EditRefu
 def _split_pieces(work, area, line, faces) -> list[MultiPolygon]:
     # A face the line only touches at a point runs along it for about twice the snap.
     along = 4 * work.tolerances.snap_m
-    cut = [f for f in faces if f.distance(line) == 0 and work.shared_length(f, line) > along]
+    cut = [f for f in faces if work.shared_length(f, line) > along]
     if len(cut) < 2:
         raise _not_dividing(work, area, line)
     for face in cut:

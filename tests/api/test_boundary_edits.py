@@ -363,3 +363,32 @@ def test_cli_edit_and_revert(app, db_session, tmp_path, demo_users):
     assert routed(db_session, case.id) == M2
     refused = runner.invoke(args=["boundaries", "revert", str(changeset)])
     assert refused.exit_code == 1 and "revert_conflict" in refused.output
+
+
+def test_split_a_microgrid_on_the_district_enclave_keeps_the_hole(edit, db_session):
+    district = shape_of(db_session, "330212")
+    hole = shapely.Polygon(district.geoms[0].interiors[0])
+    rows = db_session.execute(
+        select(Area.code, Area.boundary).where(
+            Area.level == "microgrid",
+            Area.retired_at.is_(None),
+            text("ST_Intersects(boundary, ST_GeomFromText(:hole, 4326))").bindparams(
+                hole=hole.boundary.wkt
+            ),
+        )
+    ).all()
+    shapes = {c: from_db(b) for c, b in rows}
+    code, boundary = next(
+        (c, g) for c, g in sorted(shapes.items()) if g.boundary.intersection(hole).length > 0
+    )
+    # a line from the micro-grid through the enclave's centre and beyond it
+    inside = boundary.representative_point()
+    centre = hole.centroid
+    far = (2 * centre.x - inside.x, 2 * centre.y - inside.y)
+    start = (inside.x + 10 * (inside.x - centre.x), inside.y + 10 * (inside.y - centre.y))
+    body = edit("split", {"code": code, "line": mapping(LineString([start, far]))}).get_json()
+    assert body.get("valid"), body
+    after = [shapely.geometry.shape(f["geometry"]) for f in body["geometry"]["after"]["features"]]
+    assert not any(piece.covers(centre) for piece in after)
+    total = shapely.union_all(after)
+    assert total.symmetric_difference(boundary).area < 1e-14
