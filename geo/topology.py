@@ -153,7 +153,8 @@ def _to_wgs84(geometry: BaseGeometry, crs: str) -> BaseGeometry:
     return shapely.transform(geometry, lambda xy: np.column_stack(convert(xy[:, 0], xy[:, 1])))
 
 
-def _as_multipolygon(geometry: BaseGeometry) -> MultiPolygon:
+def as_multipolygon(geometry: BaseGeometry) -> MultiPolygon:
+    """The polygonal parts of a geometry as one MultiPolygon (empty when it has none)."""
     if isinstance(geometry, MultiPolygon):
         return geometry
     if isinstance(geometry, Polygon):
@@ -185,13 +186,13 @@ def parse_boundary(
     if parsed.is_valid:
         if parsed.area == 0:
             return ParsedBoundary(None, [Problem(code, "empty_geometry", "It has no area.")])
-        return ParsedBoundary(_as_multipolygon(parsed))
+        return ParsedBoundary(as_multipolygon(parsed))
     reason = shapely.is_valid_reason(parsed)
     location = _reason_location(reason)
     if not repair:
         detail = f"Invalid geometry: {reason}. Send repair=true to have it repaired."
         return ParsedBoundary(None, [Problem(code, "invalid_geometry", detail, location)])
-    repaired = _as_multipolygon(shapely.make_valid(parsed, method="structure"))
+    repaired = as_multipolygon(shapely.make_valid(parsed, method="structure"))
     if repaired.is_empty:
         return ParsedBoundary(None, [Problem(code, "invalid_geometry", f"Unrepairable: {reason}.")])
     # What the repair changed: the area between the input's outline and the repaired shape.
@@ -238,9 +239,9 @@ def family_problems(
         return []
     frame = frame or LocalMetricFrame.around(parent)
     grid = tolerances.snap_m
-    metric_parent = shapely.set_precision(frame.to_metric(parent), grid)
+    metric_parent = on_grid(frame.to_metric(parent), grid)
     codes = sorted(children)
-    metric = [shapely.set_precision(frame.to_metric(children[c]), grid) for c in codes]
+    metric = [on_grid(frame.to_metric(children[c]), grid) for c in codes]
     checked = set(codes) if parent_changed else changed
     problems = _outside_parent(
         frame, parent_code, metric_parent, codes, metric, checked, tolerances
@@ -248,6 +249,17 @@ def family_problems(
     problems += _overlaps(frame, codes, metric, checked, tolerances)
     problems += _gaps(frame, parent_code, metric_parent, metric, tolerances)
     return problems
+
+
+def on_grid(geometry: BaseGeometry, grid: float) -> BaseGeometry:
+    """A geometry snapped to a grid of `grid` units, valid."""
+    try:
+        return shapely.set_precision(geometry, grid)
+    except shapely.errors.GEOSException:
+        # GEOS 3.14 fails on some valid shapes ("unable to assign free hole to a shell"): round
+        # the vertices alone, then repair what the rounding broke.
+        rounded = shapely.set_precision(geometry, grid, mode="pointwise")
+        return as_multipolygon(shapely.make_valid(rounded))
 
 
 def _outside_parent(frame, parent_code, parent, codes, metric, checked, tolerances):
@@ -274,7 +286,7 @@ def _overlaps(frame, codes, metric, checked, tolerances):
         if i >= j or (codes[i] not in checked and codes[j] not in checked):
             continue
         shared = shapely.intersection(metric[i], metric[j])
-        if _significant(shared, tolerances.overlap_m2, tolerances.snap_m):
+        if significant(shared, tolerances.overlap_m2, tolerances.snap_m):
             spot = frame.to_lonlat(shared.representative_point())
             detail = f"{codes[i]} and {codes[j]} overlap by {shared.area:.1f} m²."
             problems.append(
@@ -283,8 +295,8 @@ def _overlaps(frame, codes, metric, checked, tolerances):
     return problems
 
 
-def _significant(piece: BaseGeometry, min_area_m2: float, snap_m: float) -> bool:
-    """Larger than the area tolerance and not a sliver (it survives erosion by snap_m)."""
+def significant(piece: BaseGeometry, min_area_m2: float, snap_m: float) -> bool:
+    """A metric piece larger than min_area_m2 and no sliver (it survives erosion by snap_m)."""
     return piece.area > min_area_m2 and not piece.buffer(-snap_m).is_empty
 
 
@@ -292,7 +304,7 @@ def _gaps(frame, parent_code, parent, metric, tolerances):
     uncovered = shapely.difference(parent, shapely.union_all(metric, grid_size=tolerances.snap_m))
     problems = []
     for piece in shapely.get_parts(uncovered):
-        if _significant(piece, tolerances.gap_m2, tolerances.snap_m):
+        if significant(piece, tolerances.gap_m2, tolerances.snap_m):
             spot = frame.to_lonlat(piece.representative_point())
             detail = f"{piece.area:.1f} m² of {parent_code} are covered by none of its children."
             problems.append(

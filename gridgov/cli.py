@@ -8,12 +8,22 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from marshmallow import ValidationError
 
 from geo.demo_district import generate_district
 from geo.topology import BOUNDARY_CRS
 from gridgov.errors import DomainError
 from gridgov.extensions import db
+from gridgov.schemas.boundary_edits import (
+    CreateBodySchema,
+    MergeBodySchema,
+    MoveEdgeBodySchema,
+    RedrawBodySchema,
+    RetireBodySchema,
+    SplitBodySchema,
+)
 from gridgov.services import boundaries as boundary_service
+from gridgov.services import boundary_edits as edit_service
 from gridgov.services import demo as demo_service
 from gridgov.services import open311 as open311_service
 from gridgov.services import photos as photo_service
@@ -171,6 +181,91 @@ def _echo_result(body: dict, seconds: float) -> None:
         else ("valid (dry run: nothing changed; --apply to apply)" if body["valid"] else "INVALID")
     )
     click.echo(f"boundaries: {state} in {seconds:.1f} s")
+
+
+_EDIT_SCHEMAS = {
+    "split": SplitBodySchema,
+    "merge": MergeBodySchema,
+    "move-edge": MoveEdgeBodySchema,
+    "redraw": RedrawBodySchema,
+    "create": CreateBodySchema,
+    "retire": RetireBodySchema,
+}
+
+
+@boundaries_cli.command("edit")
+@click.argument("operation", type=click.Choice(sorted(_EDIT_SCHEMAS)))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--apply", "apply_", is_flag=True, help="Apply when valid (default: dry run).")
+@click.option("--cases", is_flag=True, help="List every re-routed open case.")
+def edit_boundaries(operation: str, path: Path, apply_: bool, cases: bool) -> None:
+    """Split, merge, move an edge, redraw, create or retire: PATH holds the JSON body of
+    POST /api/v1/boundaries/edits/OPERATION."""
+    started = time.monotonic()
+    try:
+        body = _EDIT_SCHEMAS[operation]().load(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as error:
+        raise click.ClickException(f"{path} is not a valid {operation} body: {error}") from error
+    fields = {key: value for key, value in body.items() if key != "description"}
+    options = _edit_options(apply_, cases, body.get("description", ""))
+    _run_edit(
+        lambda: edit_service.OPERATIONS[operation](
+            db.session, actor=None, options=options, **fields
+        ),
+        started,
+    )
+
+
+@boundaries_cli.command("revert")
+@click.argument("changeset", type=click.IntRange(min=1))
+@click.option("--apply", "apply_", is_flag=True, help="Apply when valid (default: dry run).")
+@click.option("--cases", is_flag=True, help="List every re-routed open case.")
+def revert_boundaries(changeset: int, apply_: bool, cases: bool) -> None:
+    """Restore what an applied change set replaced, as a new change set."""
+    started = time.monotonic()
+    options = _edit_options(apply_, cases, "")
+    _run_edit(
+        lambda: edit_service.revert(
+            db.session, actor=None, changeset_id=changeset, options=options
+        ),
+        started,
+    )
+
+
+def _edit_options(apply_: bool, cases: bool, description: str):
+    return boundary_service.ChangeSetOptions(
+        dry_run=not apply_,
+        include_ids=cases,
+        description=description,
+        tolerances=settings().tolerances,
+        max_nearest_m=settings().routing_nearest_max_m,
+    )
+
+
+def _run_edit(run, started: float) -> None:
+    try:
+        answer = run()
+    except DomainError as error:
+        db.session.rollback()
+        where = error.details.get("location")
+        at = f" at {where['lon']:.6f},{where['lat']:.6f}" if where else ""
+        click.echo(f"boundaries: refused: {error.code}{at}: {error.message}")
+        raise SystemExit(1) from error
+    db.session.commit()
+    body = answer.as_dict()
+    for area in body["impact"]["area_changes"]:
+        source = f" (from {area['from']})" if area["from"] else ""
+        click.echo(f"  {area['action']} {area['code']} {area['name'] or ''}{source}".rstrip())
+    for person in body["impact"]["assignments"]:
+        click.echo(
+            f"  assignment of {person['username']} ({person['duty']}) in {person['area']}:"
+            f" area {person['change']}"
+        )
+    for case in body["impact"].get("cases") or []:
+        click.echo(f"  case {case['id']}: {case['from']} -> {case['to']}")
+    _echo_result(body, time.monotonic() - started)
+    if not body["valid"]:
+        raise SystemExit(1)
 
 
 def register_cli(app: Flask) -> None:

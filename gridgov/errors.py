@@ -98,3 +98,15 @@ class MapBusy(DomainError):
     code = "map_busy"
     http_status = 503
     retry_after = 5
+
+
+class BoundaryEditRefused(ValidationFailed):
+    """A boundary editing operation that cannot be carried out as asked (the code names why)."""
+
+    code = "edit_refused"
+
+
+class ChangesetNotFound(NotFound):
+    """No boundary change set with that id."""
+
+    code = "changeset_not_found"

@@ -9,6 +9,7 @@ from gridgov.api import (
     audit,
     auth,
     boundaries,
+    boundary_edits,
     categories,
     converters,
     docs,
@@ -70,6 +71,7 @@ def register_api(app: Flask) -> None:
     api.register_blueprint(areas.blp)
     api.register_blueprint(audit.blp)
     api.register_blueprint(boundaries.blp)
+    api.register_blueprint(boundary_edits.blp)
     api.register_blueprint(categories.blp)
     api.register_blueprint(incidents.blp)
     api.register_blueprint(exports.blp)

@@ -48,6 +48,7 @@ class ImpactSchema(Schema):
     moved_open_incidents = fields.Integer(required=True)
     moves = fields.List(fields.Nested(MoveSchema), required=True)
     incident_ids = fields.List(fields.Integer(), allow_none=True)
+    cases = fields.List(fields.Dict(), allow_none=True)
     assignments_ended = fields.List(fields.Dict())
     areas = fields.Dict()
 

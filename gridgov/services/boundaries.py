@@ -114,6 +114,8 @@ class Impact:
     moved_open_incidents: int = 0
     moves: list[dict] = field(default_factory=list)
     incident_ids: list[int] | None = None
+    # With include_ids: each re-routed case, {"id", "from", "to"} (micro-grid codes).
+    cases: list[dict] | None = None
     assignments_ended: list[dict] = field(default_factory=list)
     areas: dict[str, int] = field(
         default_factory=lambda: {"created": 0, "updated": 0, "retired": 0, "unchanged": 0}
@@ -150,6 +152,9 @@ class ChangeSetOptions:
     effective_from: datetime | None = None
     source: str = "api"
     description: str = ""
+    # Retired areas this set may bring back (a revert restores what its change set retired;
+    # otherwise codes are never reused).
+    revive: frozenset[str] = frozenset()
 
 
 def submit_changeset(
@@ -238,7 +243,7 @@ def _check(session, parsed, parse_problems, options, now, report) -> _Checked:
     problems = list(parse_problems)
     existing = _load_existing(session, changes)
     unchanged = _drop_unchanged(changes, existing)
-    _check_tree(changes, existing, problems)
+    _check_tree(changes, existing, problems, options.revive)
     _check_effective_from(session, changes, existing, options, now, problems)
     _check_retirements(session, changes, existing, _effective(options, now), problems)
     if not any(p.severity == "error" for p in problems):
@@ -350,7 +355,7 @@ def _drop_unchanged(changes: dict[str, ChangeFeature], existing: dict[str, Area]
     return len(same)
 
 
-def _check_tree(changes, existing, problems) -> None:
+def _check_tree(changes, existing, problems, revive=frozenset()) -> None:
     retiring = {code for code, c in changes.items() if c.action == "retire"}
     for code, change in changes.items():
         current = existing.get(code)
@@ -358,7 +363,7 @@ def _check_tree(changes, existing, problems) -> None:
             if current is None or current.retired_at is not None:
                 problems.append(Problem(code, "unknown_area", "No current area to retire."))
             continue
-        if current is not None and current.retired_at is not None:
+        if current is not None and current.retired_at is not None and code not in revive:
             detail = "This code belonged to a retired area; codes are never reused."
             problems.append(Problem(code, "retired_code", detail))
         if current is None and not change.name:
@@ -569,6 +574,7 @@ def _write_areas(session, changes, existing, changeset, effective, impact) -> se
             .values(
                 boundary=bindparam("b_boundary", type_=table.c.boundary.type),
                 name=func.coalesce(bindparam("b_name", type_=table.c.name.type), table.c.name),
+                retired_at=None,  # a revived area (options.revive) is current again
             ),
             [
                 {"b_id": ids[c.code], "b_boundary": to_db(c.geometry), "b_name": c.name}
@@ -758,3 +764,7 @@ def _write_reroutes(session, actor, changeset, updates, options, impact) -> None
     ]
     if options.include_ids:
         impact.incident_ids = sorted(u["b_id"] for u in updates)
+        impact.cases = [
+            {"id": u["b_id"], "from": codes.get(u["old"]), "to": codes.get(u["microgrid_id"])}
+            for u in sorted(updates, key=lambda u: u["b_id"])
+        ]

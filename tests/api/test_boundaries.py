@@ -81,12 +81,13 @@ def test_merge_dry_run_then_apply(post_changes, db_session, demo_users):
     assert preview["applied"] is False and preview["changeset"] is None
     assert preview["impact"]["moves"] == [{"from": M2, "to": M1, "count": 1}]
     assert preview["impact"]["incident_ids"] == [open_case.id]
+    assert preview["impact"]["cases"] == [{"id": open_case.id, "from": M2, "to": M1}]
     assert _routed_code(db_session, open_case.id) == M2  # nothing changed
     assert db_session.scalar(select(Area.retired_at).where(Area.code == M2)) is None
 
     applied = post_changes(body, dry_run=False).get_json()
     assert applied["applied"] is True and applied["changeset"]
-    assert applied["impact"] == {**preview["impact"], "incident_ids": None}
+    assert applied["impact"] == {**preview["impact"], "incident_ids": None, "cases": None}
     assert _routed_code(db_session, open_case.id) == M1
     assert _routed_code(db_session, closed_case.id) == M2  # history stays true
     db_session.expire_all()

@@ -263,6 +263,44 @@ def test_boundary_change_set_dry_run(admin):
     assert (answer.json()["valid"], answer.json()["applied"]) == (True, False)
 
 
+def test_boundary_edits_and_revert(admin):
+    # Far from the first town the other tests report in; the split is reverted at the end.
+    grid = "330212105001001"
+    m1, m2 = f"{grid}001", f"{grid}002"
+    shape = admin.get(f"/api/v1/areas/{m1}", params={"format": "geojson"}).json()["geometry"]
+    ring = shape["coordinates"][0][0]
+    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+    middle = (min(lons) + max(lons)) / 2
+    line = {
+        "type": "LineString",
+        "coordinates": [[middle, min(lats) - 0.001], [middle, max(lats) + 0.001]],
+    }
+    dry_runs = {
+        "merge": {"codes": [m1, m2]},
+        "move-edge": {"codes": [m1, m2], "line": line},
+        "redraw": {"code": m1, "geometry": shape},
+        "create": {"parent": grid, "geometry": shape, "name": "新微网格"},
+        "retire": {"code": m1},
+    }
+    for operation, body in dry_runs.items():
+        answer = admin.post(f"/api/v1/boundaries/edits/{operation}", json=body)
+        assert answer.status in (200, 422), (operation, answer)
+        assert answer.json().get("applied") in (False, None), (operation, answer)
+    split = admin.post(
+        "/api/v1/boundaries/edits/split",
+        params={"dry_run": "false"},
+        json={"code": m1, "line": line},
+    )
+    assert split.status == 200 and split.json()["applied"], split
+    revert = admin.post(
+        f"/api/v1/boundaries/changes/{split.json()['changeset']}/revert",
+        params={"dry_run": "false"},
+    )
+    assert revert.status == 200 and revert.json()["applied"], revert
+    back = admin.get(f"/api/v1/areas/{m1}", params={"format": "geojson"}).json()["geometry"]
+    assert back == shape
+
+
 def test_stats_and_tiles(supervisor, spot):
     indicators = supervisor.get("/api/v1/stats/indicators", params={"area": "330212001"})
     assert indicators.status == 200, indicators

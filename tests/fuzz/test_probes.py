@@ -249,8 +249,20 @@ def context(app, client, auth, db_session, demo_users):
         "lon": round(point.x, 7),
         "lat": round(point.y, 7),
         "geometry": geometry.__geo_interface__,
+        "split_line": _across(geometry),
         "api_key": open311_service.create_client(db_session, name="probe client").api_key,
     }
+
+
+def _across(geometry) -> dict:
+    """A GeoJSON line across the middle of a shape, from beyond it to beyond it."""
+    minx, miny, maxx, maxy = geometry.bounds
+    x = (minx + maxx) / 2
+    return {"type": "LineString", "coordinates": [[x, miny - 0.001], [x, maxy + 0.001]]}
+
+
+def _edit(operation: str, build) -> tuple:
+    return ("POST", f"/api/v1/boundaries/edits/{operation}", "admin", "json", build)
 
 
 def _report(ctx: dict, n: int) -> dict:
@@ -301,6 +313,25 @@ WRITES = {
                 }
             ],
         },
+    ),
+    "boundary_edits.post_split": _edit(
+        "split", lambda ctx, n: {"code": MICROGRID, "line": ctx["split_line"], "snap_m": 1}
+    ),
+    "boundary_edits.post_merge": _edit(
+        "merge", lambda ctx, n: {"codes": [MICROGRID, f"{GRID}002"], "name": "合并"}
+    ),
+    "boundary_edits.post_move_edge": _edit(
+        "move-edge",
+        lambda ctx, n: {"codes": [MICROGRID, f"{GRID}002"], "line": ctx["split_line"]},
+    ),
+    "boundary_edits.post_redraw": _edit(
+        "redraw", lambda ctx, n: {"code": MICROGRID, "geometry": ctx["geometry"]}
+    ),
+    "boundary_edits.post_create": _edit(
+        "create", lambda ctx, n: {"parent": GRID, "geometry": ctx["geometry"], "name": "新"}
+    ),
+    "boundary_edits.post_retire": _edit(
+        "retire", lambda ctx, n: {"code": MICROGRID, "into": f"{GRID}002"}
     ),
     "incidents.create_incident": ("POST", "/api/v1/incidents", "grid_worker", "json", _report),
     "incidents.create_batch": (
@@ -396,7 +427,12 @@ WRITES = {
     ),
 }
 # Writes whose minimal body has no field to probe (their tokens are probed by the auth tests).
-NO_BODY = {"auth.refresh", "people.end_assignment", "photos.upload_photo"}
+NO_BODY = {
+    "auth.refresh",
+    "people.end_assignment",
+    "photos.upload_photo",
+    "boundary_edits.post_revert",
+}
 
 
 def _leaves(value, path=()):

@@ -212,3 +212,27 @@ def test_metric_frame_round_trip():
     back = frame.to_lonlat(frame.to_metric(geom))
     assert back.equals_exact(geom, tolerance=1e-9)
     assert frame.to_metric(geom).area == pytest.approx(96.7 * 110.9, rel=0.01)
+
+
+def test_a_shape_geos_cannot_snap_to_the_grid_is_still_checked():
+    # A valid micro-grid a redraw produced; GEOS 3.14's set_precision raised "unable to assign
+    # free hole to a shell" on it in this frame, which made the change set a 500.
+    spiked = shapely.from_wkt(
+        "MULTIPOLYGON (((121.40007609272588 29.843418346178744, 121.4002156370992"
+        " 29.84338025799089, 121.40023544150681 29.843375917665707, 121.40025558357895"
+        " 29.843373604677822, 121.40027585632917 29.843373342796255, 121.4002960514281"
+        " 29.843375134712186, 121.40031596134435 29.8433789620113, 121.40229855629757"
+        " 29.843865443267692, 121.4023174 29.844076, 121.4016818 29.8369739, 121.4003064"
+        " 29.8216039, 121.3874019 29.8300878, 121.3852698 29.8314895, 121.40007609272588"
+        " 29.843418346178744)))"
+    )
+    frame = LocalMetricFrame(121.38890815376348, 29.843382365287642)
+    problems = family_problems(
+        "330212003001001",
+        spiked,
+        {"330212003001001003": spiked},
+        changed=set(),
+        parent_changed=True,
+        frame=frame,
+    )
+    assert problems == []
