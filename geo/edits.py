@@ -49,7 +49,6 @@ from geo.topology import LocalMetricFrame, Tolerances, as_multipolygon, signific
 
 MIN_SHARED_EDGE_M = 1.0
 DEFAULT_SNAP_M = 1.0
-DEFAULT_TOLERANCES = Tolerances()
 # Metres per degree of latitude: turns a metric tolerance into a (slightly smaller) one in degrees.
 METRES_PER_DEGREE = 111_320.0
 _SEGMENT = 3
@@ -231,7 +230,7 @@ def split(
     line: LineString,
     *,
     codes: Sequence[str] | None = None,
-    tolerances: Tolerances = DEFAULT_TOLERANCES,
+    tolerances: Tolerances,
     snap_m: float = DEFAULT_SNAP_M,
 ) -> Edit:
     """Cut an area along a drawn line into two or more pieces (largest first)."""
@@ -262,7 +261,7 @@ def merge(
     codes: Sequence[str],
     *,
     keep: str | None = None,
-    tolerances: Tolerances = DEFAULT_TOLERANCES,
+    tolerances: Tolerances,
 ) -> Edit:
     """Join adjacent siblings into one area (the lowest code, or `keep`, survives)."""
     work = _Work.on(excerpt, tolerances, 0)
@@ -284,7 +283,7 @@ def move_edge(
     codes: Sequence[str],
     line: LineString,
     *,
-    tolerances: Tolerances = DEFAULT_TOLERANCES,
+    tolerances: Tolerances,
     snap_m: float = DEFAULT_SNAP_M,
 ) -> Edit:
     """Replace the edge two neighbours share by a drawn line; both change together."""
@@ -316,7 +315,7 @@ def redraw(
     code: str,
     geometry: BaseGeometry,
     *,
-    tolerances: Tolerances = DEFAULT_TOLERANCES,
+    tolerances: Tolerances,
     snap_m: float = DEFAULT_SNAP_M,
 ) -> Edit:
     """Give an area a new shape; its siblings give up what it now covers and take what it
@@ -331,7 +330,7 @@ def create(
     geometry: BaseGeometry,
     *,
     code: str | None = None,
-    tolerances: Tolerances = DEFAULT_TOLERANCES,
+    tolerances: Tolerances,
     snap_m: float = DEFAULT_SNAP_M,
 ) -> Edit:
     """A new child of the excerpt's parent, taking from its siblings what it covers."""
@@ -351,7 +350,7 @@ def retire(
     code: str,
     *,
     into: str | None = None,
-    tolerances: Tolerances = DEFAULT_TOLERANCES,
+    tolerances: Tolerances,
 ) -> Edit:
     """Retire an area by merging it into a neighbour (the one sharing the longest edge, or
     `into`)."""

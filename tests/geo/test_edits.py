@@ -1,22 +1,29 @@
 """Boundary editing operations: every result must still tile, at every level, exactly."""
 
+import functools
 import itertools
 
 import pytest
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon, box
 
-from geo.edits import (
-    EditRefused,
-    MapExcerpt,
-    create,
-    merge,
-    move_edge,
-    redraw,
-    retire,
-    split,
-)
+from geo import edits
+from geo.edits import EditRefused, MapExcerpt
 from geo.topology import LocalMetricFrame, family_problems
+from tests.helpers import TOLERANCES
+
+# The operations at the service's default tolerances.
+split, merge, move_edge, redraw, create, retire = (
+    functools.partial(operation, tolerances=TOLERANCES)
+    for operation in (
+        edits.split,
+        edits.merge,
+        edits.move_edge,
+        edits.redraw,
+        edits.create,
+        edits.retire,
+    )
+)
 
 LON, LAT = 121.55, 29.82
 D = 0.001  # about 100 m
@@ -69,7 +76,12 @@ def assert_tiles(areas: dict) -> None:
         if not kids:
             continue
         problems = family_problems(
-            parent, areas[parent], kids, changed=set(kids), parent_changed=True
+            parent,
+            areas[parent],
+            kids,
+            changed=set(kids),
+            parent_changed=True,
+            tolerances=TOLERANCES,
         )
         assert problems == [], problems
         union = shapely.union_all(list(kids.values()))

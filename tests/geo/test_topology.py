@@ -234,5 +234,6 @@ def test_a_shape_geos_cannot_snap_to_the_grid_is_still_checked():
         changed=set(),
         parent_changed=True,
         frame=frame,
+        tolerances=TOLERANCES,
     )
     assert problems == []
