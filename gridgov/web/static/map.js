@@ -246,7 +246,12 @@ async function api(path, { signal, allow404 = false } = {}) {
       continue;
     }
     if (response.status === 404 && allow404) return null;
-    const data = await response.json().catch(() => null);
+    // A load superseded while its body streams in rejects here with AbortError: pass that on
+    // (the caller ignores it), never as a null body that looks like a success.
+    const data = await response.json().catch((err) => {
+      if (err.name === "AbortError") throw err;
+      return null;
+    });
     if (!response.ok) {
       if (response.status === 401) sessionEnded();
       throw new ApiError(response.status, data);
@@ -290,7 +295,12 @@ async function login(event) {
         password: $("login-password").value,
       }),
     });
-    const data = await response.json().catch(() => null);
+    // A load superseded while its body streams in rejects here with AbortError: pass that on
+    // (the caller ignores it), never as a null body that looks like a success.
+    const data = await response.json().catch((err) => {
+      if (err.name === "AbortError") throw err;
+      return null;
+    });
     if (!response.ok) {
       error.textContent =
         response.status === 401
