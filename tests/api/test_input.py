@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from marshmallow import Schema, fields
+from marshmallow import RAISE, Schema, fields
 
 from gridgov.api import input as api_input
 from gridgov.api.input import Blueprint
@@ -84,6 +84,37 @@ def test_request_schemas_bound_dates_and_integers(app):
                 problems.append(f"{where}: an Integer without a Range maximum")
     assert len(seen) > 20  # the walk found the API's schemas
     assert not problems, problems
+
+
+def test_request_bodies_refuse_unknown_fields(app):
+    """A body field the schema does not know is an error, never dropped: a misspelt field must
+    not pass as its default. (Unknown query parameters are ignored by design.)"""
+    bodies = [
+        parameter["schema"]
+        for view in app.view_functions.values()
+        for parameter in getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+        if parameter["in"] == "json"
+    ]
+    seen: set = set()
+    nested = [
+        field.nested
+        for schema in bodies
+        for _, field in _fields(schema, seen)
+        if isinstance(field, fields.Nested) and not callable(field.nested)
+    ]
+    instances = [s() if isinstance(s, type) else s for s in bodies + nested]
+    assert len(instances) > 10
+    assert all(schema.unknown == RAISE for schema in instances), [
+        type(schema).__name__ for schema in instances if schema.unknown != RAISE
+    ]
+
+
+def test_an_unknown_body_field_is_422_naming_it(client, auth):
+    response = client.post(
+        "/api/v1/incidents", json=report(priorty="high"), headers=auth("grid_worker")
+    )
+    body = assert_envelope(response, 422, "validation_failed")
+    assert "priorty" in body["errors"]["json"]
 
 
 def test_every_api_blueprint_parses_with_the_gridgov_parser(app):

@@ -6,6 +6,7 @@ at the end of the run. One gunicorn (2 sync workers, JSON logs) serves the whole
 that need other settings start a server of their own with `start_server`.
 """
 
+import contextlib
 import os
 
 import flask_migrate
@@ -21,6 +22,7 @@ from tests.e2e.http import Http
 from tests.e2e.server import GunicornServer
 
 E2E_DB = f"gridgov_e2e_{os.getpid()}"
+FUZZ_DB = f"gridgov_e2e_fuzz_{os.getpid()}"
 
 
 def pytest_collection_modifyitems(items):
@@ -31,25 +33,38 @@ def pytest_collection_modifyitems(items):
         items.append(item)
 
 
-@pytest.fixture(scope="session")
-def e2e_database(server):
-    """URL of a migrated database with the small demo district, committed."""
-    base_url, _ = server
-    url = dbsetup.recreate_database(base_url, E2E_DB)
+def demo_database(base_url: str, name: str) -> str:
+    """(Re)create database `name`, migrated, with the small demo district committed: its URL."""
+    url = dbsetup.recreate_database(base_url, name)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         flask_migrate.upgrade()
         demo_service.load_demo(db.session, areas=generate_district(seed=2024, size="small"))
         db.session.commit()
         db.engine.dispose()
-    yield url
+    return url
+
+
+@pytest.fixture(scope="session")
+def e2e_database(server):
+    """URL of the tier's shared database (see `demo_database`)."""
+    base_url, _ = server
+    yield demo_database(base_url, E2E_DB)
     dbsetup.drop_database(base_url, E2E_DB)
 
 
 @pytest.fixture(scope="session")
-def e2e_sql(e2e_database):
-    """e2e_sql(statement, params) runs SQL on the e2e database and commits it: seeding, checks."""
-    engine = create_engine(e2e_database, poolclass=NullPool)
+def fuzz_database(server):
+    """A database like the shared one, for the fuzzer alone: what it writes stays there."""
+    base_url, _ = server
+    yield demo_database(base_url, FUZZ_DB)
+    dbsetup.drop_database(base_url, FUZZ_DB)
+
+
+@contextlib.contextmanager
+def sql_runner(url: str):
+    """run(statement, params) on database `url`, committed: seeding and checks."""
+    engine = create_engine(url, poolclass=NullPool)
 
     def run(statement: str | TextClause, params: dict | None = None) -> list[tuple]:
         with engine.begin() as conn:
@@ -63,13 +78,32 @@ def e2e_sql(e2e_database):
 
 
 @pytest.fixture(scope="session")
+def e2e_sql(e2e_database):
+    """e2e_sql(statement, params) runs SQL on the e2e database and commits it."""
+    with sql_runner(e2e_database) as run:
+        yield run
+
+
+@pytest.fixture(scope="session")
+def fuzz_sql(fuzz_database):
+    """Like `e2e_sql`, on the fuzzer's database."""
+    with sql_runner(fuzz_database) as run:
+        yield run
+
+
+@pytest.fixture(scope="session")
 def start_server(e2e_database, tmp_path_factory):
-    """start_server(name, env) → a running GunicornServer on the e2e database (stopped at exit)."""
+    """start_server(name, env) → a running GunicornServer (stopped at exit), on the e2e database
+    unless `database_url` names another."""
     servers: list[GunicornServer] = []
 
-    def start(name: str, env: dict | None = None, app: str = "wsgi:app") -> GunicornServer:
+    def start(
+        name: str, env: dict | None = None, app: str = "wsgi:app", database_url: str | None = None
+    ) -> GunicornServer:
         log = tmp_path_factory.mktemp("e2e") / f"{name}.log"
-        server = GunicornServer(database_url=e2e_database, log_path=log, env=env, app=app)
+        server = GunicornServer(
+            database_url=database_url or e2e_database, log_path=log, env=env, app=app
+        )
         servers.append(server)
         return server.start()
 

@@ -1,0 +1,178 @@
+"""Fuzz the whole API over HTTP, against gunicorn, with schemathesis.
+
+tests/fuzz does the same through the WSGI app, one rolled-back transaction per operation.
+Here the requests go through the real serving path (gunicorn's parser, its workers, streamed
+bodies, the proxy and body-size settings) and commit: the server runs on a database of its
+own (`fuzz_database`), so what the fuzzer creates, applies or revokes never reaches the rest
+of the tier, and later operations meet what earlier ones left behind.
+
+Phases:
+- coverage (boundary and invalid values of every parameter) and fuzzing (random positive and
+  negative data), one test per operation and caller (admin; grid_worker for all but login);
+- stateful: sequences of calls chained through the links schemathesis infers from the
+  document (a created incident, patrol, user, assignment or photo is read, acted on, …).
+Checks: no 5xx, statuses documented, bodies of a documented media type and schema, and
+invalid data rejected (`negative_data_rejection`: a request the document forbids must not
+succeed).
+
+Budget: derandomized with a fixed seed, so every run sends the same cases. The CI default is
+small; `scripts/fuzz` runs the same tests with a larger one (GRIDGOV_FUZZ_EXAMPLES,
+GRIDGOV_FUZZ_STATEFUL_RUNS, GRIDGOV_FUZZ_STATEFUL_STEPS).
+"""
+
+import os
+
+import hypothesis
+import pytest
+import schemathesis
+
+from tests.e2e.http import Http
+from tests.fuzz.document_app import openapi_document
+
+SEED = 2026
+EXAMPLES = int(os.environ.get("GRIDGOV_FUZZ_EXAMPLES", "10"))
+STATEFUL_RUNS = int(os.environ.get("GRIDGOV_FUZZ_STATEFUL_RUNS", "15"))
+STATEFUL_STEPS = int(os.environ.get("GRIDGOV_FUZZ_STATEFUL_STEPS", "10"))
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+)
+
+CONFIG = {
+    "seed": SEED,
+    "suppress-health-check": ["all"],
+    "generation": {
+        "mode": "all",
+        "max-examples": EXAMPLES,
+        "deterministic": True,
+        "no-shrink": True,
+        "database": "none",
+        # Unknown query parameters are ignored by design (cache busters, newer clients): an
+        # extra one is not invalid data. Unknown body fields are refused (tests/api/test_input.py).
+        "allow-extra-parameters": False,
+    },
+    "phases": {
+        "examples": {"enabled": True},
+        "coverage": {"enabled": True},
+        "fuzzing": {"enabled": True},
+        "stateful": {"enabled": False},
+    },
+    "checks": {"enabled": False, **{check: {"enabled": True} for check in CHECKS}},
+}
+
+schema = schemathesis.openapi.from_dict(
+    openapi_document(), config=schemathesis.Config.from_dict(CONFIG)
+)
+# Links between operations are inferred (from responses and path parameters) only when the
+# stateful phase is on, so the stateful test reads the document with it on.
+stateful_schema = schemathesis.openapi.from_dict(
+    openapi_document(),
+    config=schemathesis.Config.from_dict(
+        {**CONFIG, "phases": {**CONFIG["phases"], "stateful": {"enabled": True}}}
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(start_server, fuzz_database, tmp_path_factory):
+    """gunicorn on the fuzzer's own database, photos in a throw-away folder."""
+    return start_server(
+        "fuzz",
+        {
+            "GRIDGOV_LOGIN_RATE_LIMIT_PER_IP": "100000/minute",
+            "GRIDGOV_LOGIN_RATE_LIMIT_PER_USERNAME": "100000/minute",
+            "GRIDGOV_OPEN311_READ_RATE_LIMIT": "100000/minute",
+            "GRIDGOV_UPLOAD_DIR": str(tmp_path_factory.mktemp("fuzz-uploads")),
+        },
+        database_url=fuzz_database,
+    )
+
+
+@pytest.fixture(scope="module")
+def _tokens() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def bearer(fuzz_server, fuzz_sql, _tokens):
+    """bearer(username) → headers with a working token of that demo user.
+
+    The fuzzer may have logged the user out (which revokes their access tokens) or deactivated
+    them in an earlier test: a token that no longer works is replaced, the user reactivated
+    and logged in again over HTTP. (Argon2 makes a login cost ~0.1 s: not one per case.)
+    """
+    server = Http(fuzz_server.base_url)
+
+    def headers(username: str) -> dict[str, str]:
+        token = _tokens.get(username)
+        if token is None or Http(server.base_url, token).get("/api/v1/me").status != 200:
+            fuzz_sql(
+                "UPDATE app_user SET is_active = true, deactivated_at = NULL "
+                "WHERE username = :name",
+                {"name": username},
+            )
+            token = _tokens[username] = server.login(username).token
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+@pytest.fixture
+def admin_headers(bearer):
+    return bearer("admin")
+
+
+@pytest.fixture
+def worker_headers(bearer):
+    return bearer("grid_worker")
+
+
+def test_the_fuzzed_document_is_the_servers(fuzz_server):
+    """What the fuzzer reads is what gunicorn serves."""
+    answer = Http(fuzz_server.base_url).get("/api/v1/openapi.json")
+    assert answer.status == 200
+    assert answer.json() == schema.raw_schema
+
+
+@schema.parametrize()
+def test_fuzz_over_http_as_admin(case, fuzz_server, admin_headers):
+    case.call_and_validate(base_url=fuzz_server.base_url, headers=admin_headers)
+
+
+@schema.exclude(path="/api/v1/auth/login").parametrize()
+def test_fuzz_over_http_as_grid_worker(case, fuzz_server, worker_headers):
+    case.call_and_validate(base_url=fuzz_server.base_url, headers=worker_headers)
+
+
+def test_stateful_over_http_as_admin(fuzz_server, admin_headers):
+    """Chains of calls along the inferred links; logout would end every chain, so it is out."""
+    headers = admin_headers
+    base_url = fuzz_server.base_url
+    chained = stateful_schema.exclude(path="/api/v1/auth/logout")
+    linked_successes: list[str] = []
+
+    class AdminStateMachine(chained.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"base_url": base_url, "headers": headers}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            if case.path_parameters and response.status_code < 300:
+                linked_successes.append(f"{case.method} {case.path}")
+
+    assert AdminStateMachine.bundles, "schemathesis found no links to follow"
+    AdminStateMachine.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL_RUNS,
+            stateful_step_count=STATEFUL_STEPS,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )
+    # The chains reached real objects: an id taken from one answer worked in the next call.
+    assert linked_successes, "no call on a linked object succeeded"
