@@ -12,6 +12,11 @@ from gridgov.services.scope import LEVEL_COLUMNS, get_visible_incident, incident
 from gridgov.spatial import SRID
 
 
+def case_ref(incident_id: int) -> str:
+    """The case number people quote on the phone and in exports (GG00000042)."""
+    return f"GG{incident_id:08d}"
+
+
 @dataclass(frozen=True)
 class IncidentFilters:
     statuses: tuple[str, ...] = ()
@@ -43,6 +48,11 @@ class IncidentRow:
     reported_at: datetime
     deadline: datetime | None
     version: int
+
+    @property
+    def ref(self) -> str:
+        """The case number."""
+        return case_ref(self.id)
 
     @property
     def overdue(self) -> bool:
