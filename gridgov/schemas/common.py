@@ -1,5 +1,6 @@
 """Fields and schemas shared by several endpoints."""
 
+import json
 import math
 from datetime import UTC, date, datetime
 
@@ -98,6 +99,18 @@ class Inline(fields.Nested):
     def get_value(self, obj, attr, accessor=None, default=missing):
         """The dumped object itself."""
         return obj
+
+
+class GeoJSONText(fields.Dict):
+    """A GeoJSON geometry the database rendered as text (ST_AsGeoJSON, `attribute` names it),
+    dumped as the object; absent from the answer when there is none."""
+
+    def get_value(self, obj, attr, accessor=None, default=missing):
+        """The text, or missing when empty."""
+        return super().get_value(obj, attr, accessor, default) or missing
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return json.loads(value)
 
 
 def page_limit_field(default: int, maximum: int) -> fields.Integer:

@@ -8,12 +8,16 @@ from decimal import Decimal
 import pytest
 from marshmallow import Schema, fields, post_dump
 
+from gridgov.api.areas import _dump_page as dump_area_page
+from gridgov.api.areas import _dump_properties
 from gridgov.api.incidents import _dump_page, _dump_summaries, _dump_tasks
 from gridgov.models import User
 from gridgov.schemas import incidents as schemas
+from gridgov.schemas.areas import AreaPageSchema, AreaSummarySchema
 from gridgov.schemas.common import Inline
 from gridgov.schemas.compiled import compile_dump
 from gridgov.services import incident_queries
+from gridgov.services.areas import AreaView, list_areas
 from tests.factories import make_incident
 
 MICROGRIDS = ("330212001001001001", "330212001001001002", None)
@@ -139,3 +143,12 @@ def test_what_it_cannot_compile_is_refused(schema):
     """Refused when compiling (at import), never dumped differently."""
     with pytest.raises(TypeError):
         compile_dump(schema)
+
+
+def test_area_pages_compile_to_the_schema_dump(db_session):
+    areas = list_areas(db_session, limit=500).items
+    areas += [AreaView(code=1, name="", level="grid", parent=None, geometry_json="{}")]
+    for area in areas:
+        same(_dump_properties(area), AreaSummarySchema().dump(area))
+    page = {"items": areas, "next_cursor": None}
+    same(dump_area_page(page), AreaPageSchema().dump(page))
