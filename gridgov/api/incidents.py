@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from marshmallow import ValidationError, missing
 from sqlalchemy.exc import DataError, DBAPIError
 
@@ -63,6 +63,16 @@ def intake_settings() -> incident_service.IntakeSettings:
     )
 
 
+# Pages of up to 500 items: marshmallow's dump cost more than their query (19 against 17 ms),
+# so they are dumped by functions compiled from their schemas (gridgov/schemas/compiled.py)
+# and returned as JSON directly (flask-smorest passes a Response through). The incident
+# answer of every report too: its schema dump took 0.13 ms, the compiled one 0.08 ms.
+_dump_incident = compile_dump(IncidentSchema())
+_dump_summaries = compile_dump(IncidentSummarySchema(many=True))
+_dump_page = compile_dump(IncidentPageSchema())
+_dump_tasks = compile_dump(TasksSchema())
+
+
 @dataclass(frozen=True)
 class IncidentAnswer:
     """What IncidentSchema dumps: an incident's view, with its routing as GET /route answers
@@ -79,6 +89,11 @@ class IncidentAnswer:
 def incident_answer(view: incident_service.IncidentView, **kwargs) -> IncidentAnswer:
     """An incident's view, ready for IncidentSchema."""
     return IncidentAnswer(view=view, routing=routing_body(view.routing), **kwargs)
+
+
+def incident_response(answer: IncidentAnswer, status: int) -> tuple[Response, int, dict]:
+    """The answer as IncidentSchema dumps it, with the incident's ETag."""
+    return jsonify(_dump_incident(answer)), status, etag_headers(answer.incident)
 
 
 def etag_headers(incident) -> dict[str, str]:
@@ -103,7 +118,7 @@ def create_incident(report):
         db.session, incident=result.incident, viewer=reporter, settings=settings
     )
     answer = incident_answer(view, possible_duplicates=duplicates)
-    return answer, 201 if result.created else 200, etag_headers(result.incident)
+    return incident_response(answer, 201 if result.created else 200)
 
 
 @blp.route("/incidents/batch", methods=["POST"])
@@ -201,15 +216,7 @@ def get_incident(incident_id):
     """One incident the caller may see, with its ETag."""
     incident = get_visible_incident(db.session, user=current_user(), incident_id=incident_id)
     view = incident_service.incident_view(db.session, incident=incident)
-    return incident_answer(view), 200, etag_headers(incident)
-
-
-# Pages of up to 500 items: marshmallow's dump cost more than their query (19 against 17 ms),
-# so they are dumped by functions compiled from their schemas (gridgov/schemas/compiled.py)
-# and returned as JSON directly (flask-smorest passes a Response through).
-_dump_summaries = compile_dump(IncidentSummarySchema(many=True))
-_dump_page = compile_dump(IncidentPageSchema())
-_dump_tasks = compile_dump(TasksSchema())
+    return incident_response(incident_answer(view), 200)
 
 
 def incident_filters(args: dict) -> incident_queries.IncidentFilters:
@@ -281,7 +288,7 @@ def act(action_request, incident_id):
     )
     db.session.commit()
     view = incident_service.incident_view(db.session, incident=incident)
-    return incident_answer(view), 200, etag_headers(incident)
+    return incident_response(incident_answer(view), 200)
 
 
 def _expected_version(incident_id: int, action_request) -> int | None:

@@ -10,13 +10,19 @@ from marshmallow import Schema, fields, post_dump
 
 from gridgov.api.areas import _dump_page as dump_area_page
 from gridgov.api.areas import _dump_properties
-from gridgov.api.incidents import _dump_page, _dump_summaries, _dump_tasks
-from gridgov.models import User
+from gridgov.api.incidents import (
+    _dump_incident,
+    _dump_page,
+    _dump_summaries,
+    _dump_tasks,
+    incident_answer,
+)
+from gridgov.models import Incident, User
 from gridgov.schemas import incidents as schemas
 from gridgov.schemas.areas import AreaPageSchema, AreaSummarySchema
 from gridgov.schemas.common import Inline
 from gridgov.schemas.compiled import compile_dump
-from gridgov.services import incident_queries
+from gridgov.services import incident_queries, incidents
 from gridgov.services.areas import AreaView, list_areas
 from tests.factories import make_incident
 
@@ -58,6 +64,20 @@ def test_real_rows_compile_to_the_schema_dump(rows):
     page = {"items": rows, "next_cursor": "abc"}
     same(_dump_page(page), schemas.IncidentPageSchema().dump(page))
     same(_dump_tasks({"items": rows}), schemas.TasksSchema().dump({"items": rows}))
+
+
+def test_incident_answers_compile_to_the_schema_dump(rows, db_session):
+    """Every incident of the fixture (routed or not, held or not), with and without duplicates."""
+    for row in rows:
+        incident = db_session.get(Incident, row.id)
+        view = incidents.incident_view(db_session, incident=incident)
+        duplicates = [incidents.PossibleDuplicate(row.id, "reported", 12.5, row.reported_at)]
+        for answer in (
+            incident_answer(view),
+            incident_answer(view, possible_duplicates=[]),
+            incident_answer(view, possible_duplicates=duplicates),
+        ):
+            same(_dump_incident(answer), schemas.IncidentSchema().dump(answer))
 
 
 def test_awkward_values_compile_to_the_schema_dump(rows):
