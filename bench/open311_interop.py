@@ -40,7 +40,7 @@ from gridgov import create_app  # noqa: E402
 from gridgov.extensions import db  # noqa: E402
 from gridgov.models import Area  # noqa: E402
 from gridgov.services import demo as demo_service  # noqa: E402
-from gridgov.services import open311 as open311_service  # noqa: E402
+from gridgov.services import open311_clients  # noqa: E402
 from gridgov.spatial import from_db  # noqa: E402
 from tests import dbsetup  # noqa: E402
 
@@ -65,7 +65,7 @@ def prepare(url: str) -> tuple[object, str, tuple[float, float]]:
     with app.app_context():
         flask_migrate.upgrade()
         demo_service.load_demo(db.session, areas=generate_district(seed=2024, size="small"))
-        created = open311_service.create_client(db.session, name="interop check")
+        created = open311_clients.create_client(db.session, name="interop check")
         db.session.commit()
         boundary = db.session.scalar(select(Area.boundary).where(Area.code == MICROGRID))
         point = from_db(boundary).representative_point()

@@ -25,9 +25,8 @@ from gridgov.schemas.boundary_edits import (
 from gridgov.services import boundaries as boundary_service
 from gridgov.services import boundary_edits as edit_service
 from gridgov.services import demo as demo_service
-from gridgov.services import open311 as open311_service
+from gridgov.services import open311_clients, workflow
 from gridgov.services import photos as photo_service
-from gridgov.services import workflow
 from gridgov.settings import settings
 
 demo_cli = AppGroup("demo", help="The demo district.")
@@ -290,7 +289,7 @@ open311_cli = AppGroup("open311", help="Open311 GeoReport v2 integration clients
 def add_open311_client(name: str, jurisdiction: str) -> None:
     """Create an Open311 client and its service user; print its api_key (shown only once)."""
     try:
-        created = open311_service.create_client(db.session, name=name, jurisdiction_id=jurisdiction)
+        created = open311_clients.create_client(db.session, name=name, jurisdiction_id=jurisdiction)
     except DomainError as error:
         raise click.ClickException(error.message) from error
     db.session.commit()

@@ -1,8 +1,9 @@
 """Open311 GeoReport v2 under /open311/v2/: discovery, services, requests (JSON and XML).
 
-What is published and how requests become cases is decided in gridgov/services/open311.py
-(module docstring): public reads show only requests made through Open311, and only their
-non-personal fields; posted requests are cases like any phone report.
+What is published and how requests become cases is decided in
+gridgov/services/open311_requests.py (module docstring): public reads show only requests made
+through Open311, and only their non-personal fields; posted requests are cases like any phone
+report. The spec's documents are rendered by gridgov/api/open311_render.py.
 
 Every answer under /open311 is in the spec's own form, errors included: a list of
 {"code", "description"} (XML: <errors><error>…) with the HTTP status the spec asks for (400 bad
@@ -21,12 +22,14 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from gridgov.api import open311_render as render
 from gridgov.api.errors import retry_after_seconds
 from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE
 from gridgov.errors import DomainError
 from gridgov.extensions import db, limiter
 from gridgov.schemas.open311 import ServiceRequestFormSchema, ServiceRequestsQuerySchema
-from gridgov.services import open311 as open311_service
+from gridgov.services import open311_clients
+from gridgov.services import open311_requests as requests_service
 from gridgov.settings import settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ def _tz():
 def document_response(fmt: str, root: str, document: object, status: int = 200) -> Response:
     """A spec document as JSON or as XML under `root` (the spec's root element)."""
     if fmt == "xml":
-        body = open311_service.xml_document(root, document)
+        body = render.xml_document(root, document)
     else:
         body = json.dumps(document, ensure_ascii=False).encode()
     return Response(body, status=status, content_type=CONTENT_TYPES[fmt])
@@ -63,7 +66,7 @@ def document_response(fmt: str, root: str, document: object, status: int = 200) 
 
 def error_response(status: int, *descriptions: str, headers: dict | None = None) -> Response:
     """The spec's error list with the HTTP status, in the format the URL asked for."""
-    document = open311_service.errors_document((status, d) for d in descriptions)
+    document = render.errors_document((status, d) for d in descriptions)
     response = document_response(_error_format(), "errors", document, status)
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -91,9 +94,9 @@ def _error_format() -> str:
 def discovery(fmt):
     """Service Discovery: where the GeoReport v2 endpoint is and what it speaks."""
     config = settings()
-    document = open311_service.discovery_document(
+    document = render.discovery_document(
         url=request.host_url.rstrip("/") + PREFIX,
-        changeset=open311_service.services_changeset(db.session),
+        changeset=requests_service.services_changeset(db.session),
         contact=config.open311.contact,
         key_service=config.open311.key_service,
         kind="production" if config.env_name == "production" else "test",
@@ -105,7 +108,7 @@ def discovery(fmt):
 @public_read_limit
 def services(fmt):
     """GET Service List: the active categories."""
-    documents = [s.document() for s in open311_service.list_services(db.session)]
+    documents = [render.service_document(s) for s in requests_service.list_services(db.session)]
     return document_response(fmt, "services", documents)
 
 
@@ -113,8 +116,8 @@ def services(fmt):
 @public_read_limit
 def service_definition(service_code, fmt):
     """GET Service Definition: a service's attributes."""
-    service = open311_service.get_service(db.session, code=service_code)
-    return document_response(fmt, "service_definition", service.definition())
+    service = requests_service.get_service(db.session, code=service_code)
+    return document_response(fmt, "service_definition", render.service_definition(service))
 
 
 @blp.post(f"/requests.{FMT}")
@@ -126,12 +129,12 @@ def create_request(fmt):
         )
     form = request.form
     api_key = form.get("api_key") or request.args.get("api_key")
-    client, reporter = open311_service.authenticate_client(db.session, api_key=api_key)
+    client, reporter = open311_clients.authenticate_client(db.session, api_key=api_key)
     try:
         submission = ServiceRequestFormSchema().load(form.to_dict(flat=False))
     except ValidationError as error:
         return error_response(400, *_descriptions(error.messages))
-    result = open311_service.submit_request(
+    result = requests_service.submit_request(
         db.session,
         client=client,
         reporter=reporter,
@@ -140,8 +143,8 @@ def create_request(fmt):
         now=datetime.now(UTC),
     )
     db.session.commit()
-    view = open311_service.get_request(db.session, request_id=result.incident.id)
-    document = [open311_service.post_response(view, account_id=submission.account_id)]
+    view = requests_service.get_request(db.session, request_id=result.incident.id)
+    document = [render.post_response(view, account_id=submission.account_id)]
     return document_response(fmt, "service_requests", document, 201 if result.created else 200)
 
 
@@ -154,8 +157,9 @@ def list_requests(fmt):
     except ValidationError as error:
         return error_response(400, *_descriptions(error.messages))
     tz = _tz()
-    views = open311_service.list_requests(db.session, query=query, now=datetime.now(UTC), tz=tz)
-    return document_response(fmt, "service_requests", [v.document(tz) for v in views])
+    views = requests_service.list_requests(db.session, query=query, now=datetime.now(UTC), tz=tz)
+    documents = [render.request_document(v, tz) for v in views]
+    return document_response(fmt, "service_requests", documents)
 
 
 @blp.get(f"/requests/<request_id>.{FMT}")
@@ -164,8 +168,8 @@ def get_request(request_id, fmt):
     """GET Service Request: one public request."""
     if not request_id.isascii() or not request_id.isdigit() or len(request_id) > 18:
         return error_response(404, f"service_request_id {request_id!r} was not found.")
-    view = open311_service.get_request(db.session, request_id=int(request_id))
-    return document_response(fmt, "service_requests", [view.document(_tz())])
+    view = requests_service.get_request(db.session, request_id=int(request_id))
+    return document_response(fmt, "service_requests", [render.request_document(view, _tz())])
 
 
 def _descriptions(messages: object, field: str | None = None) -> list[str]:

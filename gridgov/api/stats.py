@@ -36,22 +36,6 @@ BOM = "\ufeff"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def period_body(period: stats.Period) -> dict:
-    """A period as the API shows it."""
-    return {
-        "label": period.label,
-        "from": period.first_day,
-        "to": period.last_day,
-        "start": period.start,
-        "end": period.end,
-    }
-
-
-def rate_body(rate: stats.Rate) -> dict:
-    """One rate with the numbers behind it."""
-    return {"value": rate.value, "numerator": rate.numerator, "denominator": rate.denominator}
-
-
 @blp.route("/indicators")
 @blp.arguments(IndicatorsQuerySchema, location="query")
 @blp.response(200, IndicatorsSchema)
@@ -73,14 +57,7 @@ def get_indicators(args):
     if args["format"] == "csv":
         filename = f"indicators-{area.code}-{report.period.label}.csv"
         return csv_response(_indicator_rows(report), filename=filename)
-    return {
-        "area": {"code": area.code, "name": area.name, "level": area.level},
-        "period": period_body(report.period),
-        "as_of": report.as_of,
-        "counts": report.indicators.counts,
-        "rates": {name: rate_body(rate) for name, rate in report.indicators.rates.items()},
-        "definitions": stats.definitions(),
-    }
+    return report
 
 
 def _indicator_rows(report: stats.IndicatorReport) -> Iterator[list]:
@@ -128,16 +105,7 @@ def get_ranking(args):
     if args["format"] == "csv":
         filename = f"ranking-{result.level}-{result.indicator}-{result.period.label}.csv"
         return csv_response(_ranking_rows(result), filename=filename)
-    return {
-        "level": result.level,
-        "parent": result.parent,
-        "indicator": result.indicator,
-        "definition": stats.definitions()[result.indicator],
-        "order": "desc" if result.higher_is_better else "asc",
-        "period": period_body(result.period),
-        "as_of": result.as_of,
-        "items": [vars(item) for item in result.items],
-    }
+    return result
 
 
 def _ranking_rows(result: stats.Ranking) -> Iterator[list]:

@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from gridgov.models import AREA_LEVELS
-from gridgov.schemas.common import BBox, PageQuerySchema
+from gridgov.schemas.common import BBox, GeoJSONText, PageQuerySchema
 
 FORMATS = ("json", "geojson")
 CODE_PATTERN = r"^[0-9]{6,18}$"
@@ -37,4 +37,6 @@ class AreaPageSchema(Schema):
 
 
 class AreaDetailSchema(AreaSummarySchema):
-    geometry = fields.Dict(metadata={"description": "GeoJSON MultiPolygon (RFC 7946)."})
+    geometry = GeoJSONText(
+        attribute="geometry_json", metadata={"description": "GeoJSON MultiPolygon (RFC 7946)."}
+    )

@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from geo.topology import BOUNDARY_CRS
-from gridgov.schemas.common import Instant
+from gridgov.schemas.common import GeoJSONText, Instant
 
 
 class ChangeSetQuerySchema(Schema):
@@ -71,7 +71,7 @@ class RevisionSchema(Schema):
     name = fields.String(required=True)
     parent = fields.String(allow_none=True)
     changeset = fields.Dict(required=True)
-    geometry = fields.Dict()
+    geometry = GeoJSONText(attribute="geometry_json")
 
 
 class HistorySchema(Schema):

@@ -1,9 +1,10 @@
 """Fields and schemas shared by several endpoints."""
 
+import json
 import math
 from datetime import UTC, date, datetime
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, missing, validate
 
 # The largest ids the primary keys hold (`integer`: users, assignments; `bigint`: incidents,
 # patrols). A bigger number is no id at all: 404 in a URL (gridgov/api/converters.py), 422 in
@@ -89,6 +90,27 @@ class BBox(fields.Field):
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else ",".join(str(v) for v in value)
+
+
+class Inline(fields.Nested):
+    """A nested object of the answer built from the dumped object's own attributes (a flat
+    view shown in parts, like an incident's location)."""
+
+    def get_value(self, obj, attr, accessor=None, default=missing):
+        """The dumped object itself."""
+        return obj
+
+
+class GeoJSONText(fields.Dict):
+    """A GeoJSON geometry the database rendered as text (ST_AsGeoJSON, `attribute` names it),
+    dumped as the object; absent from the answer when there is none."""
+
+    def get_value(self, obj, attr, accessor=None, default=missing):
+        """The text, or missing when empty."""
+        return super().get_value(obj, attr, accessor, default) or missing
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return json.loads(value)
 
 
 class PageQuerySchema(Schema):

@@ -6,7 +6,14 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from gridgov.models import PRIORITIES, STATUSES
 from gridgov.schemas.areas import CODE_PATTERN, FormatQuerySchema
-from gridgov.schemas.common import INT32_MAX, INT64_MAX, BBox, Instant, PageQuerySchema
+from gridgov.schemas.common import (
+    INT32_MAX,
+    INT64_MAX,
+    BBox,
+    Inline,
+    Instant,
+    PageQuerySchema,
+)
 from gridgov.schemas.location import LocationSchema
 from gridgov.schemas.routing import RoutingSchema
 from gridgov.services.incidents import NewIncident
@@ -90,16 +97,18 @@ class CategoryRefSchema(Schema):
 
 
 class InputLocationSchema(Schema):
-    lon = fields.Float(required=True)
-    lat = fields.Float(required=True)
-    crs = fields.String(required=True)
+    """Dumps an Incident: the point as the phone sent it."""
+
+    lon = fields.Float(required=True, attribute="input_lon")
+    lat = fields.Float(required=True, attribute="input_lat")
+    crs = fields.String(required=True, attribute="input_crs")
     accuracy_m = fields.Float(allow_none=True)
 
 
 class IncidentLocationSchema(Schema):
     lon = fields.Float(required=True, metadata={"description": "WGS-84"})
     lat = fields.Float(required=True, metadata={"description": "WGS-84"})
-    input = fields.Nested(InputLocationSchema, required=True)
+    input = fields.Nested(InputLocationSchema, required=True, attribute="incident")
 
 
 class PossibleDuplicateSchema(Schema):
@@ -109,33 +118,41 @@ class PossibleDuplicateSchema(Schema):
     reported_at = fields.DateTime(required=True)
 
 
+def _column(field_class: type[fields.Field], name: str, **kwargs) -> fields.Field:
+    """A field read from the incident row of the dumped view."""
+    return field_class(attribute=f"incident.{name}", **kwargs)
+
+
 class IncidentSchema(Schema):
-    id = fields.Integer(required=True)
+    """Dumps an incident's view (services.incidents.IncidentView, with `routing` as the
+    routing answer and, on submission, `possible_duplicates`: api/incidents.py)."""
+
+    id = _column(fields.Integer, "id", required=True)
     ref = fields.String(required=True)
-    client_id = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    client_id = _column(fields.String, "client_id", required=True)
+    status = _column(fields.String, "status", required=True, validate=validate.OneOf(STATUSES))
     category = fields.Nested(CategoryRefSchema, required=True)
-    priority = fields.String(required=True)
-    description = fields.String(required=True)
-    location = fields.Nested(IncidentLocationSchema, required=True)
+    priority = _column(fields.String, "priority", required=True)
+    description = _column(fields.String, "description", required=True)
+    location = Inline(IncidentLocationSchema, required=True)
     routing = fields.Nested(RoutingSchema, required=True)
-    occurred_at = fields.DateTime(required=True)
-    reported_at = fields.DateTime(required=True)
-    deadline = fields.DateTime(allow_none=True)
+    occurred_at = _column(fields.DateTime, "occurred_at", required=True)
+    reported_at = _column(fields.DateTime, "created_at", required=True)
+    deadline = _column(fields.DateTime, "deadline", allow_none=True)
     overdue = fields.Boolean(required=True)
-    resolved_on_site = fields.Boolean(required=True)
-    reporter_id = fields.Integer(required=True)
-    handler_id = fields.Integer(allow_none=True)
-    patrol_id = fields.Integer(allow_none=True)
+    resolved_on_site = _column(fields.Boolean, "resolved_on_site", required=True)
+    reporter_id = _column(fields.Integer, "reporter_id", required=True)
+    handler_id = _column(fields.Integer, "handler_id", allow_none=True)
+    patrol_id = _column(fields.Integer, "patrol_id", allow_none=True)
     photos = fields.List(fields.String(), required=True)
-    version = fields.Integer(required=True)
-    handling_level = fields.String(required=True)
-    handling_unit = fields.String(allow_none=True)
-    proposed_handler_id = fields.Integer(allow_none=True)
-    resolved_level = fields.String(allow_none=True)
-    duplicate_of = fields.Integer(allow_none=True)
-    rework_count = fields.Integer(required=True)
-    escalation_count = fields.Integer(required=True)
+    version = _column(fields.Integer, "version", required=True)
+    handling_level = _column(fields.String, "handling_level", required=True)
+    handling_unit = _column(fields.String, "handling_unit", allow_none=True)
+    proposed_handler_id = _column(fields.Integer, "proposed_handler_id", allow_none=True)
+    resolved_level = _column(fields.String, "resolved_level", allow_none=True)
+    duplicate_of = _column(fields.Integer, "duplicate_of_id", allow_none=True)
+    rework_count = _column(fields.Integer, "rework_count", required=True)
+    escalation_count = _column(fields.Integer, "escalation_count", required=True)
     possible_duplicates = fields.List(
         fields.Nested(PossibleDuplicateSchema),
         metadata={

@@ -20,7 +20,12 @@ from marshmallow import (
 
 from geo.points import NOT_A_NUMBER, SWAPPED_COORDINATES, PointError, parse_input_point
 from gridgov.schemas.common import check_day, check_instant
-from gridgov.services.open311 import MAX_DESCRIPTION, MAX_REQUESTS, RequestQuery, RequestSubmission
+from gridgov.services.open311_requests import (
+    MAX_DESCRIPTION,
+    MAX_REQUESTS,
+    RequestQuery,
+    RequestSubmission,
+)
 
 # attribute[code]=value, and attribute[code][]=value for each value of a multivaluelist.
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]{1,64})\](\[\])?$")

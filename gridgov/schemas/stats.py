@@ -95,8 +95,14 @@ class StatsAreaSchema(Schema):
 PeriodSchema = Schema.from_dict(
     {
         "label": fields.String(required=True),
-        "from": fields.Date(required=True, metadata={"description": "First day, China time."}),
-        "to": fields.Date(required=True, metadata={"description": "Last day, included."}),
+        "from": fields.Date(
+            required=True,
+            attribute="first_day",
+            metadata={"description": "First day, China time."},
+        ),
+        "to": fields.Date(
+            required=True, attribute="last_day", metadata={"description": "Last day, included."}
+        ),
         "start": fields.DateTime(required=True, metadata={"description": "First instant."}),
         "end": fields.DateTime(required=True, metadata={"description": "Exclusive end."}),
     },
@@ -129,13 +135,15 @@ RatesSchema = Schema.from_dict(
 
 
 class IndicatorsSchema(Schema):
-    area = fields.Nested(StatsAreaSchema, required=True)
+    """Dumps a stats.IndicatorReport."""
+
+    area = fields.Nested(StatsAreaSchema, required=True, attribute="indicators.area")
     period = fields.Nested(PeriodSchema, required=True)
     as_of = fields.DateTime(
         required=True, metadata={"description": "When outcomes were read: min(now, end)."}
     )
-    counts = fields.Nested(CountsSchema, required=True)
-    rates = fields.Nested(RatesSchema, required=True)
+    counts = fields.Nested(CountsSchema, required=True, attribute="indicators.counts")
+    rates = fields.Nested(RatesSchema, required=True, attribute="indicators.rates")
     definitions = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
@@ -160,6 +168,8 @@ class RankedAreaSchema(Schema):
 
 
 class RankingSchema(Schema):
+    """Dumps a stats.Ranking."""
+
     level = fields.String(required=True)
     parent = fields.String(required=True, allow_none=True)
     indicator = fields.String(required=True)

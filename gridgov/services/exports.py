@@ -21,7 +21,12 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from gridgov.models import Incident, User
-from gridgov.services.incident_queries import IncidentFilters, apply_filters, incident_select
+from gridgov.services.incident_queries import (
+    IncidentFilters,
+    apply_filters,
+    case_ref,
+    incident_select,
+)
 from gridgov.services.scope import incident_scope
 from gridgov.spatial import GEOJSON_DECIMALS
 
@@ -87,7 +92,7 @@ def _stream(result) -> Iterator:
 
 def _record(row, tz: tzinfo) -> dict:
     record = dict(row._mapping)
-    record["ref"] = f"GG{row.id:08d}"
+    record["ref"] = case_ref(row.id)
     for name in TIME_COLUMNS:
         value: datetime | None = record[name]
         record[name] = value.astimezone(tz).isoformat(timespec="seconds") if value else None

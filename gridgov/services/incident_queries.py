@@ -21,6 +21,11 @@ from gridgov.services.scope import get_visible_incident, incident_scope
 from gridgov.spatial import SRID
 
 
+def case_ref(incident_id: int) -> str:
+    """The case number people quote on the phone and in exports (GG00000042)."""
+    return f"GG{incident_id:08d}"
+
+
 @dataclass(frozen=True)
 class IncidentFilters:
     statuses: tuple[str, ...] = ()
@@ -52,6 +57,11 @@ class IncidentRow:
     reported_at: datetime
     deadline: datetime | None
     version: int
+
+    @property
+    def ref(self) -> str:
+        """The case number."""
+        return case_ref(self.id)
 
     @property
     def overdue(self) -> bool:

@@ -24,7 +24,7 @@ from gridgov.services import photos as photo_service
 from gridgov.services.boundaries import lock_map_shared
 from gridgov.services.calendar import WorkCalendar
 from gridgov.services.duty import proposed_handler
-from gridgov.services.incident_queries import open_condition
+from gridgov.services.incident_queries import case_ref, open_condition
 from gridgov.services.patrols import get_open_patrol_of_worker
 from gridgov.services.routing import (
     AreaRef,
@@ -222,6 +222,11 @@ class IncidentView:
     lon: float
     lat: float
     photos: list[str]
+
+    @property
+    def ref(self) -> str:
+        """The case number."""
+        return case_ref(self.incident.id)
 
     @property
     def overdue(self) -> bool:

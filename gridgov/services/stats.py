@@ -293,6 +293,11 @@ class IndicatorReport:
     as_of: datetime
     indicators: AreaIndicators
 
+    @property
+    def definitions(self) -> dict[str, str]:
+        """Every count's definition and every rate's formula (they travel with the figures)."""
+        return definitions()
+
 
 @dataclass(frozen=True)
 class RankedArea:
@@ -313,6 +318,16 @@ class Ranking:
     period: Period
     as_of: datetime
     items: list[RankedArea]
+
+    @property
+    def definition(self) -> str:
+        """The ranked indicator's definition or formula."""
+        return definitions()[self.indicator]
+
+    @property
+    def order(self) -> str:
+        """desc when higher is better, else asc."""
+        return "desc" if self.higher_is_better else "asc"
 
 
 # --- use cases ------------------------------------------------------------------------------

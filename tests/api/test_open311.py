@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text
 
+from gridgov.api.open311_render import w3_datetime
 from gridgov.extensions import db
 from gridgov.models import Area, Category, Incident, IntegrationClient, User
-from gridgov.services import open311 as open311_service
+from gridgov.services import open311_clients
+from gridgov.services import open311_requests as requests_service
 from gridgov.services.calendar import CHINA_TZ
 from gridgov.spatial import from_db
 from tests.factories import make_incident
@@ -314,7 +316,7 @@ def spot(app):
 @pytest.fixture
 def open311_client(db_session):
     """A fresh integration client: (its row, its api_key)."""
-    created = open311_service.create_client(db_session, name="12345 热线")
+    created = open311_clients.create_client(db_session, name="12345 热线")
     return created.client, created.api_key
 
 
@@ -609,14 +611,16 @@ def test_identical_repost_is_idempotent(post_request, db_session):
 
 
 def test_client_id_is_derived_from_content_and_day():
-    submission = open311_service.RequestSubmission(service_code="env_garbage", lat=29.8, long=121.5)
+    submission = requests_service.RequestSubmission(
+        service_code="env_garbage", lat=29.8, long=121.5
+    )
     day = datetime(2026, 11, 27).date()
-    same = open311_service.derive_client_id(submission, day=day)
-    assert same == open311_service.derive_client_id(submission, day=day)
+    same = requests_service.derive_client_id(submission, day=day)
+    assert same == requests_service.derive_client_id(submission, day=day)
     assert len(same) == 64
-    assert same != open311_service.derive_client_id(submission, day=day + timedelta(days=1))
-    moved = open311_service.RequestSubmission(service_code="env_garbage", lat=29.8, long=121.6)
-    assert same != open311_service.derive_client_id(moved, day=day)
+    assert same != requests_service.derive_client_id(submission, day=day + timedelta(days=1))
+    moved = requests_service.RequestSubmission(service_code="env_garbage", lat=29.8, long=121.6)
+    assert same != requests_service.derive_client_id(moved, day=day)
 
 
 def test_form_encoding_is_required(client, api_key, spot):
@@ -700,7 +704,7 @@ def test_address_only_is_400_without_a_geocoder(post_request, field):
 
 
 def test_jurisdiction_is_checked_against_the_clients(client, db_session, spot):
-    created = open311_service.create_client(
+    created = open311_clients.create_client(
         db_session, name="宁波政务APP", jurisdiction_id="yinzhou.gov.cn"
     )
     form = {
@@ -896,7 +900,7 @@ def test_status_follows_our_workflow(client, auth, post_request, db_session, fmt
         assert request["status"] == status
         assert request["status_notes"].startswith(notes)
     incident = db_session.get(Incident, request_id)
-    closed_at = open311_service.w3_datetime(incident.closed_at, incident.closed_at.tzinfo)
+    closed_at = w3_datetime(incident.closed_at, incident.closed_at.tzinfo)
     assert datetime.fromisoformat(request["updated_datetime"]) == datetime.fromisoformat(
         closed_at
     ).replace(microsecond=0)
@@ -920,8 +924,8 @@ def test_rejected_and_duplicate_are_closed(client, auth, post_request):
 def test_status_map_covers_every_status():
     from gridgov.models import STATUSES, TERMINAL_STATUSES
 
-    assert set(open311_service.STATUS_MAP) == set(STATUSES)
-    closed = {s for s, (o, _) in open311_service.STATUS_MAP.items() if o == "closed"}
+    assert set(requests_service.STATUS_MAP) == set(STATUSES)
+    closed = {s for s, (o, _) in requests_service.STATUS_MAP.items() if o == "closed"}
     assert closed == set(TERMINAL_STATUSES)
 
 
@@ -955,7 +959,7 @@ def test_unexpected_failure_is_a_spec_500(client, monkeypatch):
     def broken(session):
         raise RuntimeError("boom: SELECT secret FROM somewhere")
 
-    monkeypatch.setattr(open311_service, "list_services", broken)
+    monkeypatch.setattr(requests_service, "list_services", broken)
     for fmt in ("json", "xml"):
         description = assert_spec_error(client.get(f"{BASE}/services.{fmt}"), 500, fmt)
         assert "boom" not in description and "SELECT" not in description
@@ -984,7 +988,7 @@ def test_cli_add_client_prints_a_working_key_once(app, client, db_session, spot)
     (key,) = re.findall(r"^api_key: (\S+)$", result.output, re.MULTILINE)
     row = db_session.scalar(select(IntegrationClient).where(IntegrationClient.name == "甬城办事"))
     assert row.jurisdiction_id == "nb.cn"
-    assert row.api_key_sha256 == open311_service.hash_api_key(key)
+    assert row.api_key_sha256 == open311_clients.hash_api_key(key)
     assert key not in json.dumps({"hash": row.api_key_sha256})
     user = db_session.get(User, row.service_user_id)
     assert user.role == "worker" and user.assignments == []

@@ -18,7 +18,7 @@ from PIL import Image
 
 from gridgov import create_app
 from gridgov.extensions import db
-from gridgov.services import open311 as open311_service
+from gridgov.services import open311_clients
 from gridgov.services.exports import COLUMNS
 from tests.helpers import BULK_INCIDENTS_SQL
 
@@ -315,7 +315,7 @@ def test_stats_and_tiles(supervisor, spot):
 def test_open311(anonymous, e2e_database, spot):
     app = create_app({"SQLALCHEMY_DATABASE_URI": e2e_database})
     with app.app_context():
-        api_key = open311_service.create_client(db.session, name="e2e 热线").api_key
+        api_key = open311_clients.create_client(db.session, name="e2e 热线").api_key
         db.session.commit()
         db.engine.dispose()
     assert anonymous.get("/open311/v2/discovery.json").status == 200

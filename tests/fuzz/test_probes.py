@@ -23,7 +23,7 @@ from PIL import Image
 from sqlalchemy import func, select, text
 
 from gridgov.models import Area, User
-from gridgov.services import open311 as open311_service
+from gridgov.services import open311_clients
 from gridgov.spatial import from_db
 from tests.factories import make_incident
 from tests.fuzz.document_app import document_app, fill_rule, openapi_document, openapi_path
@@ -250,7 +250,7 @@ def context(app, client, auth, db_session, demo_users):
         "lat": round(point.y, 7),
         "geometry": geometry.__geo_interface__,
         "split_line": _across(geometry),
-        "api_key": open311_service.create_client(db_session, name="probe client").api_key,
+        "api_key": open311_clients.create_client(db_session, name="probe client").api_key,
     }
 
 

@@ -1,7 +1,9 @@
-"""Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2): services, requests, clients.
+"""Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2): services and service requests.
 
-The mapping between our cases and the spec's service requests, and the spec's documents in
-JSON and XML. No Flask here: the HTTP edge is gridgov/api/open311.py.
+The mapping between our cases and the spec's services and service requests: list, get and
+create. Clients and their api_keys: gridgov/services/open311_clients.py; the spec's documents
+in JSON and XML are rendered at the HTTP edge (gridgov/api/open311_render.py, served by
+gridgov/api/open311.py).
 
 Decisions (tested in tests/api/test_open311.py):
 
@@ -34,10 +36,6 @@ Decisions (tested in tests/api/test_open311.py):
 
 import hashlib
 import json
-import re
-import secrets
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -45,17 +43,14 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from geo.points import InputPoint
-from gridgov.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from gridgov.errors import NotFound, ValidationFailed
 from gridgov.models import Area, Category, Incident, IntegrationClient, User
 from gridgov.services.categories import list_categories
 from gridgov.services.incident_queries import open_condition
 from gridgov.services.incidents import IntakeResult, IntakeSettings, NewIncident, submit_incident
 from gridgov.services.time_limits import stage_limit
-from gridgov.services.users import get_active_user
 
-SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 SOURCE = "open311"
-FORMATS = {"json": "application/json", "xml": "text/xml"}
 
 # Response volume (spec, GET Service Requests): "a span of 90 days or first 1000 requests
 # returned, whichever is smallest"; an explicit range "may not span more than 90 days".
@@ -99,21 +94,6 @@ class Attribute:
     values: tuple[AttributeValue, ...] = ()
     max_length: int = 100
 
-    def document(self) -> dict:
-        """The attribute as the spec's service_definition shows it."""
-        body: dict = {
-            "variable": True,
-            "code": self.code,
-            "datatype": self.datatype,
-            "required": self.required,
-            "datatype_description": self.datatype_description,
-            "order": self.order,
-            "description": self.description,
-        }
-        if self.values:
-            body["values"] = [{"key": v.key, "name": v.name} for v in self.values]
-        return body
-
 
 FLOOR = Attribute(
     code="floor",
@@ -156,25 +136,6 @@ class Service:
     attributes: tuple[Attribute, ...]
     category: Category
 
-    def document(self) -> dict:
-        """The service as the spec's GET Service List shows it."""
-        return {
-            "service_code": self.code,
-            "service_name": self.name,
-            "description": self.description,
-            "metadata": bool(self.attributes),
-            "type": "realtime",
-            "keywords": self.keywords,
-            "group": self.group,
-        }
-
-    def definition(self) -> dict:
-        """The spec's service_definition document."""
-        return {
-            "service_code": self.code,
-            "attributes": [a.document() for a in sorted(self.attributes, key=lambda a: a.order)],
-        }
-
 
 def _service(category: Category) -> Service:
     notice = time_limit_notice(category, priority=category.default_priority)
@@ -206,10 +167,9 @@ def get_service(session: Session, *, code: str) -> Service:
     return _service(category)
 
 
-def services_changeset(session: Session) -> str:
-    """When the service list last changed (the newest category), as discovery's changeset."""
-    newest = session.scalar(select(func.max(Category.created_at)))
-    return w3_datetime(newest, UTC) if newest else "1970-01-01T00:00:00Z"
+def services_changeset(session: Session) -> datetime | None:
+    """When the service list last changed (the newest category; None without categories)."""
+    return session.scalar(select(func.max(Category.created_at)))
 
 
 def time_limit_notice(category: Category, *, priority: str) -> str:
@@ -225,75 +185,6 @@ def time_limit_notice(category: Category, *, priority: str) -> str:
     if not parts_zh:
         return ""
     return f"{'，'.join(parts_zh)}（{', '.join(parts_en)}）。"
-
-
-# --------------------------------------------------------------------------- clients
-
-
-@dataclass(frozen=True)
-class NewClient:
-    client: IntegrationClient
-    service_user: User
-    api_key: str  # shown once; only its sha256 is stored
-
-
-def hash_api_key(api_key: str) -> str:
-    """sha256 hex of an api_key (what integration_client stores)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-def create_client(session: Session, *, name: str, jurisdiction_id: str = "") -> NewClient:
-    """An integration client with its service user (worker, unassigned) and a fresh api_key."""
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise ValidationFailed("A client name has 1-100 characters.", code="invalid_name")
-    if session.scalar(select(IntegrationClient.id).where(IntegrationClient.name == name)):
-        raise Conflict(f"A client named {name!r} exists already.", code="client_exists")
-    # ASCII and deterministic per name (names are unique, and may be Chinese).
-    username = f"open311-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
-    user = User(
-        username=username,
-        display_name=f"Open311: {name}"[:100],
-        # Random and not an Argon2 hash: no password can ever match it.
-        password_hash=f"!open311-{secrets.token_hex(16)}",
-        role="worker",
-    )
-    session.add(user)
-    session.flush()
-    api_key = secrets.token_urlsafe(32)
-    client = IntegrationClient(
-        name=name,
-        api_key_sha256=hash_api_key(api_key),
-        service_user_id=user.id,
-        jurisdiction_id=jurisdiction_id.strip(),
-    )
-    session.add(client)
-    session.flush()
-    return NewClient(client=client, service_user=user, api_key=api_key)
-
-
-def authenticate_client(session: Session, *, api_key: str | None) -> tuple[IntegrationClient, User]:
-    """The active client holding this api_key and its service user, else Forbidden."""
-    if not api_key:
-        raise Forbidden("Missing api_key -- can't proceed with create_request.", code="no_api_key")
-    client = session.scalar(
-        select(IntegrationClient).where(
-            IntegrationClient.api_key_sha256 == hash_api_key(api_key),
-            IntegrationClient.is_active.is_(True),
-        )
-    )
-    if client is None:
-        raise Forbidden(
-            "Invalid api_key received -- can't proceed with create_request.",
-            code="invalid_api_key",
-        )
-    try:
-        user = get_active_user(session, user_id=client.service_user_id)
-    except Unauthorized as error:
-        raise Forbidden(
-            "This api_key's service account is deactivated.", code="invalid_api_key"
-        ) from error
-    return client, user
 
 
 # --------------------------------------------------------------------------- POST requests
@@ -560,28 +451,6 @@ class ServiceRequestView:
     long: float
     media_url: str | None
 
-    def document(self, tz: tzinfo) -> dict:
-        """The spec's request element, fields in the spec's order."""
-        return {
-            "service_request_id": self.id,
-            "status": self.status,
-            "status_notes": self.status_notes,
-            "service_name": self.service_name,
-            "service_code": self.service_code,
-            "description": self.description or None,
-            "agency_responsible": self.agency_responsible,
-            "service_notice": self.service_notice or None,
-            "requested_datetime": w3_datetime(self.requested, tz),
-            "updated_datetime": w3_datetime(self.updated, tz),
-            "expected_datetime": w3_datetime(self.expected, tz) if self.expected else None,
-            "address": self.address,
-            "address_id": self.address_id,
-            "zipcode": None,
-            "lat": round(self.lat, 7),
-            "long": round(self.long, 7),
-            "media_url": self.media_url,
-        }
-
 
 def _view(row) -> ServiceRequestView:
     category: Category = row.Category
@@ -644,85 +513,3 @@ def get_request(session: Session, *, request_id: int) -> ServiceRequestView:
     if row is None:
         raise NotFound(f"service_request_id {request_id} was not found.", code="request_not_found")
     return _view(row)
-
-
-def post_response(view: ServiceRequestView, *, account_id: str | None) -> dict:
-    """The spec's answer to POST Service Request (realtime: an id, never a token)."""
-    return {
-        "service_request_id": view.id,
-        "service_notice": view.service_notice or None,
-        "account_id": account_id,
-    }
-
-
-# --------------------------------------------------------------------------- documents
-
-
-def discovery_document(*, url: str, changeset: str, contact: str, key_service: str, kind: str):
-    """The Service Discovery document (http://wiki.open311.org/Service_Discovery)."""
-    return {
-        "changeset": changeset,
-        "contact": contact,
-        "key_service": key_service,
-        "endpoints": [
-            {
-                "specification": SPECIFICATION,
-                "url": url,
-                "changeset": changeset,
-                "type": kind,
-                "formats": [FORMATS["xml"], FORMATS["json"]],
-            }
-        ],
-    }
-
-
-def errors_document(errors: Iterable[tuple[int, str]]) -> list[dict]:
-    """The spec's error list: [{"code", "description"}, …]."""
-    return [{"code": code, "description": description} for code, description in errors]
-
-
-def w3_datetime(value: datetime, tz: tzinfo) -> str:
-    """ISO 8601 / W3C date-time with an offset (UTC as Z), to the second."""
-    text = value.astimezone(tz).isoformat(timespec="seconds")
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-# Spark convention (http://wiki.open311.org/JSON_and_XML_Conversion): a JSON array is an XML
-# element whose children are named by the singular of its name.
-XML_ITEM_NAMES = {
-    "services": "service",
-    "service_requests": "request",
-    "attributes": "attribute",
-    "values": "value",
-    "endpoints": "endpoint",
-    "formats": "format",
-    "errors": "error",
-}
-# Characters XML 1.0 cannot carry at all (C0 controls other than tab, newline, return).
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def xml_document(root: str, value: object) -> bytes:
-    """`value` (the JSON document) as the spec's XML, with its UTF-8 declaration."""
-    element = _xml_element(root, value)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(element, encoding="utf-8")
-
-
-def _xml_element(tag: str, value: object) -> ET.Element:
-    element = ET.Element(tag)
-    if isinstance(value, dict):
-        for key, child in value.items():
-            element.append(_xml_element(key, child))
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        item = XML_ITEM_NAMES[tag]
-        for child in value:
-            element.append(_xml_element(item, child))
-    elif value is not None:
-        element.text = _xml_text(value)
-    return element
-
-
-def _xml_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return _XML_INVALID.sub("", str(value))
