@@ -30,8 +30,6 @@ everywhere.
 import math
 from collections.abc import Callable
 
-SUPPORTED_CRS = ("wgs84", "gcj02", "bd09", "cgcs2000")
-
 # Krasovsky 1940 ellipsoid, as hard-wired into the GCJ-02 formula (not the WGS-84 ellipsoid).
 _KRASOVSKY_A = 6378245.0
 _KRASOVSKY_EE = 0.00669342162296594323
@@ -140,32 +138,46 @@ def bd09_to_gcj02(lon: float, lat: float) -> tuple[float, float]:
 def normalize_crs(crs: object) -> str:
     """The canonical name of a supported coordinate system, or UnknownCRS."""
     name = crs.strip().lower() if isinstance(crs, str) else None
-    if name not in SUPPORTED_CRS:
+    if name not in CONVERSIONS:
         raise UnknownCRS(crs)
     return name
 
 
+def _identity(lon: float, lat: float) -> tuple[float, float]:
+    return float(lon), float(lat)
+
+
+def _bd09_to_wgs84(lon: float, lat: float) -> tuple[float, float]:
+    return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
+
+
+def _wgs84_to_bd09(lon: float, lat: float) -> tuple[float, float]:
+    return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
+
+
+# Every input coordinate system: its name → (to WGS-84, from WGS-84). A new one is a pair of
+# functions and a line here (and, for stored input, a migration of the models' crs checks).
+# CGCS2000 and WGS-84 (G1150 and later) agree to a few centimetres, far below phone GNSS
+# accuracy and our grid-cell scale, so that conversion is the identity.
+CONVERSIONS: dict[str, tuple[_Transform, _Transform]] = {
+    "wgs84": (_identity, _identity),
+    "gcj02": (gcj02_to_wgs84, wgs84_to_gcj02),
+    "bd09": (_bd09_to_wgs84, _wgs84_to_bd09),
+    "cgcs2000": (_identity, _identity),
+}
+
+
+SUPPORTED_CRS = tuple(CONVERSIONS)
+
+
 def to_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
     """Convert a point from any supported coordinate system (case-insensitive name) to WGS-84."""
-    name = normalize_crs(crs)
-    if name == "gcj02":
-        return gcj02_to_wgs84(lon, lat)
-    if name == "bd09":
-        return gcj02_to_wgs84(*bd09_to_gcj02(lon, lat))
-    # wgs84, and cgcs2000: CGCS2000 and WGS-84 (G1150 and later) agree to a few centimetres,
-    # far below phone GNSS accuracy and our grid-cell scale, so the conversion is the identity.
-    return float(lon), float(lat)
+    return CONVERSIONS[normalize_crs(crs)][0](lon, lat)
 
 
 def from_wgs84(lon: float, lat: float, crs: str) -> tuple[float, float]:
     """Convert a WGS-84 point to any supported coordinate system (case-insensitive name)."""
-    name = normalize_crs(crs)
-    if name == "gcj02":
-        return wgs84_to_gcj02(lon, lat)
-    if name == "bd09":
-        return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
-    # wgs84 and cgcs2000: identity, see to_wgs84.
-    return float(lon), float(lat)
+    return CONVERSIONS[normalize_crs(crs)][1](lon, lat)
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:

@@ -43,6 +43,12 @@ class AreaNotFound(NotFound):
     code = "area_not_found"
 
 
+class CategoryNotFound(NotFound):
+    """No category with that code."""
+
+    code = "category_not_found"
+
+
 class ValidationFailed(DomainError):
     """Input that parsed but makes no sense for the domain."""
 

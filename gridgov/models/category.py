@@ -1,6 +1,8 @@
 """Incident categories: what a phone shows in its report form, with per-stage time limits."""
 
-from sqlalchemy import Boolean, CheckConstraint, String, text
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +22,8 @@ class Category(CreatedAtMixin, Base):
     # {"accept": {"amount": 1, "unit": "working_hours"}, "handle": {...}, "verify": {...}}
     time_limits: Mapped[dict] = mapped_column(JSONB)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Set by an admin's change; with created_at it dates the service list (Open311's changeset).
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint(

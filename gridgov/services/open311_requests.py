@@ -168,8 +168,8 @@ def get_service(session: Session, *, code: str) -> Service:
 
 
 def services_changeset(session: Session) -> datetime | None:
-    """When the service list last changed (the newest category; None without categories)."""
-    return session.scalar(select(func.max(Category.created_at)))
+    """When the service list last changed (the newest category or change; None without any)."""
+    return session.scalar(select(func.max(func.greatest(Category.created_at, Category.updated_at))))
 
 
 def time_limit_notice(category: Category, *, priority: str) -> str:

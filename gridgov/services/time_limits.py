@@ -11,6 +11,7 @@ from gridgov.models import Category
 from gridgov.services.calendar import WorkCalendar
 
 # The stage whose clock runs while an incident is in a status; terminal statuses have none.
+# Its values are the stages a category's time limits may name.
 STAGE_OF_STATUS = {
     "reported": "accept",
     "accepted": "handle",
@@ -19,6 +20,7 @@ STAGE_OF_STATUS = {
     "returned": "handle",
     "resolved": "verify",
 }
+STAGES = tuple(dict.fromkeys(STAGE_OF_STATUS.values()))
 
 
 def stage_limit(category: Category, *, priority: str, stage: str) -> dict | None:

@@ -224,6 +224,19 @@ def test_patrols(worker, supervisor, spot):
     assert patrol_id in {p["id"] for p in listed.json()["items"]}
 
 
+def test_an_admin_adds_and_changes_a_category(admin, worker):
+    code = f"e2e_{uuid.uuid4().hex[:8]}"
+    limits = {"accept": {"amount": 2, "unit": "working_hours"}}
+    body = {"code": code, "name": "测试类别", "group": "测试", "time_limits": limits}
+    created = admin.post("/api/v1/categories", json=body)
+    assert created.status == 201, created
+    assert worker.post("/api/v1/categories", json=body).status == 403
+    changed = admin.request("PATCH", f"/api/v1/categories/{code}", json={"active": False})
+    assert (changed.status, changed.json()["active"]) == (200, False)
+    listed = worker.get("/api/v1/categories").json()["items"]
+    assert code not in {c["code"] for c in listed}
+
+
 def test_people_and_assignments(admin, supervisor):
     username = f"e2e_{uuid.uuid4().hex[:8]}"
     created = admin.post(

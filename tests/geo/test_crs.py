@@ -177,3 +177,15 @@ def test_distance_m():
     assert distance_m(121.35, 29.65, 121.80, 29.98) == pytest.approx(
         distance_m(121.80, 29.98, 121.35, 29.65)
     )
+
+
+def test_a_new_input_crs_is_one_entry_in_the_conversion_table(monkeypatch):
+    """The change-locality rule for coordinate systems: conversions are looked up, not
+    branched on, so a pair of functions registered in CONVERSIONS is the whole change."""
+    from geo import crs
+
+    shifted = (lambda lon, lat: (lon - 1.0, lat), lambda lon, lat: (lon + 1.0, lat))
+    monkeypatch.setitem(crs.CONVERSIONS, "test_shift", shifted)
+    assert crs.normalize_crs(" TEST_SHIFT ") == "test_shift"
+    assert crs.to_wgs84(122.5, 29.8, "test_shift") == (121.5, 29.8)
+    assert crs.from_wgs84(121.5, 29.8, "test_shift") == (122.5, 29.8)
