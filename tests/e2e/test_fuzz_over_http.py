@@ -34,6 +34,7 @@ SEED = 2026
 EXAMPLES = int(os.environ.get("GRIDGOV_FUZZ_EXAMPLES", "10"))
 STATEFUL_RUNS = int(os.environ.get("GRIDGOV_FUZZ_STATEFUL_RUNS", "15"))
 STATEFUL_STEPS = int(os.environ.get("GRIDGOV_FUZZ_STATEFUL_STEPS", "10"))
+MAX_STATEFUL_ATTEMPTS = 20
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
@@ -154,11 +155,15 @@ def test_stateful_over_http_as_admin(fuzz_server, bearer):
     chained = stateful_schema.exclude(path="/api/v1/auth/logout")
     linked_successes: list[str] = []
     failures: list[str] = []
+    chains: list = []
     # A chain may revoke the admin's own tokens (a role change or deactivation through
     # PATCH /users/{id} with an id read from GET /users): after a 401 the next call logs in again.
     headers = {"current": bearer("admin")}
 
     class AdminStateMachine(chained.as_state_machine()):
+        def setup(self):
+            chains.append(self)
+
         def get_call_kwargs(self, case):
             return {"base_url": base_url, "headers": headers["current"]}
 
@@ -177,22 +182,27 @@ def test_stateful_over_http_as_admin(fuzz_server, bearer):
                 raise
 
     assert AdminStateMachine.bundles, "schemathesis found no links to follow"
-    # The server keeps what each chain wrote, so a chain Hypothesis runs again (to report a
-    # failure, or because its search tree has been there) can take another way: Hypothesis
-    # calls that flaky and stops. The failures the checks saw are kept in `failures` whatever
-    # the replay does; without one, the run simply ends there.
-    with contextlib.suppress(hypothesis.errors.Flaky):
-        AdminStateMachine.run(
-            settings=hypothesis.settings(
-                max_examples=STATEFUL_RUNS,
-                stateful_step_count=STATEFUL_STEPS,
-                derandomize=True,
-                database=None,
-                deadline=None,
-                phases=[hypothesis.Phase.generate],
-                suppress_health_check=list(hypothesis.HealthCheck),
+    # The server keeps what each chain wrote, so when Hypothesis runs a chain again (to report a
+    # failure, or to steer away from a path its search tree has seen) the answers, and with
+    # them the next rules, can differ: Hypothesis calls that flaky and stops. Failures the
+    # checks saw are kept in `failures` whatever happens next, and a stopped run is started
+    # again (meeting the newer state) until the budget of chains is spent.
+    for _attempt in range(MAX_STATEFUL_ATTEMPTS):
+        with contextlib.suppress(hypothesis.errors.Flaky):
+            AdminStateMachine.run(
+                settings=hypothesis.settings(
+                    max_examples=max(STATEFUL_RUNS - len(chains), 1),
+                    stateful_step_count=STATEFUL_STEPS,
+                    derandomize=True,
+                    database=None,
+                    deadline=None,
+                    phases=[hypothesis.Phase.generate],
+                    suppress_health_check=list(hypothesis.HealthCheck),
+                )
             )
-        )
+        if failures or len(chains) >= STATEFUL_RUNS:
+            break
     assert not failures, "\n".join(failures)
+    assert len(chains) >= STATEFUL_RUNS, f"only {len(chains)} chains ran"
     # The chains reached real objects: an id taken from one answer worked in the next call.
     assert linked_successes, "no call on a linked object succeeded"

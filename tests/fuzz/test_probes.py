@@ -409,6 +409,32 @@ WRITES = {
             "active_from": "2030-01-01T00:00:00+08:00",
         },
     ),
+    "categories.create_category": (
+        "POST",
+        "/api/v1/categories",
+        "admin",
+        "json",
+        lambda ctx, n: {
+            "code": f"probe_{n}",
+            "name": "探针类别",
+            "group": "探针",
+            "default_priority": "normal",
+            "time_limits": {
+                "accept": {"amount": 2, "unit": "working_hours"},
+                "priority_overrides": {"urgent": {"handle": {"amount": 1, "unit": "working_days"}}},
+            },
+        },
+    ),
+    "categories.update_category": (
+        "PATCH",
+        "/api/v1/categories/fire_corridor",
+        "admin",
+        "json",
+        lambda ctx, n: {
+            "name": "消防通道",
+            "time_limits": {"verify": {"amount": 1, "unit": "working_days"}},
+        },
+    ),
     "open311.create_request": (
         "POST",
         "/open311/v2/requests.json",
