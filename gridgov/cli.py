@@ -24,6 +24,7 @@ from gridgov.schemas.boundary_edits import (
 )
 from gridgov.services import boundaries as boundary_service
 from gridgov.services import boundary_edits as edit_service
+from gridgov.services import changesets as changeset_service
 from gridgov.services import demo as demo_service
 from gridgov.services import open311_clients, workflow
 from gridgov.services import photos as photo_service
@@ -174,11 +175,14 @@ def _echo_result(body: dict, seconds: float) -> None:
     )
     for move in impact["moves"][:50]:
         click.echo(f"  {move['from']} -> {move['to']}: {move['count']}")
-    state = (
-        "applied as changeset " + str(body["changeset"])
-        if body["applied"]
-        else ("valid (dry run: nothing changed; --apply to apply)" if body["valid"] else "INVALID")
-    )
+    if body["applied"]:
+        state = f"applied as changeset {body['changeset']}"
+    elif body.get("status") == "pending":
+        state = (
+            f"scheduled as changeset {body['changeset']} (flask boundaries apply-due applies it)"
+        )
+    else:
+        state = "valid (dry run: nothing changed; --apply to apply)" if body["valid"] else "INVALID"
     click.echo(f"boundaries: {state} in {seconds:.1f} s")
 
 
@@ -229,6 +233,39 @@ def revert_boundaries(changeset: int, apply_: bool, cases: bool) -> None:
         ),
         started,
     )
+
+
+@boundaries_cli.command("apply-due")
+def apply_due() -> None:
+    """Apply the scheduled change sets that are due; safe to run every minute from cron."""
+    config = settings()
+    failed = 0
+    due = changeset_service.due_changesets(db.session, now=datetime.now(UTC))
+    for changeset_id in due:
+        started = time.monotonic()
+        result = changeset_service.apply_pending(
+            db.session,
+            changeset_id,
+            tolerances=config.tolerances,
+            max_nearest_m=config.routing_nearest_max_m,
+        )
+        db.session.commit()  # each set on its own: one that no longer fits stops no other
+        seconds = time.monotonic() - started
+        if result is None:
+            click.echo(f"changeset {changeset_id}: no longer pending (applied or cancelled)")
+        elif result.applied:
+            click.echo(
+                f"changeset {changeset_id}: applied in {seconds:.1f} s, areas"
+                f" {result.impact.areas}, {result.impact.moved_open_incidents} open cases"
+                " re-routed"
+            )
+        else:
+            failed += 1
+            kinds = ", ".join(sorted({p.kind for p in result.problems if p.severity == "error"}))
+            click.echo(f"changeset {changeset_id}: FAILED, no longer fits the map: {kinds}")
+    click.echo(f"apply-due: {len(due)} due, {failed} failed")
+    if failed:
+        raise SystemExit(1)  # so that cron reports it
 
 
 def _edit_options(apply_: bool, cases: bool, description: str):

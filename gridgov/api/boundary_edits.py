@@ -40,13 +40,14 @@ def _options(query, body) -> ChangeSetOptions:
         include_ids=query.get("details") == "cases",
         source="edit",
         description=body.get("description", ""),
+        effective_from=body.get("effective_from"),
         tolerances=settings().tolerances,
         max_nearest_m=settings().routing_nearest_max_m,
     )
 
 
 def _edit(operation: str, query, body):
-    fields = {key: value for key, value in body.items() if key != "description"}
+    fields = {k: v for k, v in body.items() if k not in ("description", "effective_from")}
     answer = edit_service.OPERATIONS[operation](
         db.session, actor=current_user(), options=_options(query, body), **fields
     )

@@ -21,6 +21,8 @@ from gridgov.models.base import Base, CreatedAtMixin
 AREA_LEVELS = LEVELS.names
 
 _level_list = ", ".join(f"'{level}'" for level in AREA_LEVELS)
+CHANGESET_STATUSES = ("applied", "pending", "cancelled", "failed")
+_status_list = ", ".join(f"'{status}'" for status in CHANGESET_STATUSES)
 _code_length_case = " ".join(f"WHEN '{lvl.name}' THEN {lvl.code_length}" for lvl in LEVELS)
 
 
@@ -83,6 +85,23 @@ class BoundaryChangeset(CreatedAtMixin, Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     summary: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # applied | pending (scheduled: effective_from ahead, applied by `flask boundaries
+    # apply-due`) | cancelled | failed (it no longer fitted the map when it fell due).
+    status: Mapped[str] = mapped_column(String(12), server_default=text("'applied'"))
+    # A pending set as submitted ({features, crs, repair, revive}), checked again when due.
+    submitted: Mapped[dict | None] = mapped_column(JSONB)
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_status_list})", name="status_known"),
+        CheckConstraint("status <> 'pending' OR submitted IS NOT NULL", name="pending_submitted"),
+        # The job's scan: pending sets by due time.
+        Index(
+            "ix_boundary_changeset_pending",
+            "effective_from",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
 
 class AreaRevision(Base):

@@ -3,7 +3,8 @@
 from marshmallow import Schema, fields, validate
 
 from geo.topology import BOUNDARY_CRS
-from gridgov.schemas.common import GeoJSONText, Instant
+from gridgov.models.area import CHANGESET_STATUSES
+from gridgov.schemas.common import GeoJSONText, Instant, PageQuerySchema
 
 
 class ChangeSetQuerySchema(Schema):
@@ -59,6 +60,10 @@ class ChangeSetResultSchema(Schema):
     impact = fields.Nested(ImpactSchema, required=True)
     applied = fields.Boolean(required=True)
     changeset = fields.Integer(allow_none=True)
+    status = fields.String(
+        allow_none=True,
+        metadata={"description": "applied, pending (scheduled), or null (nothing stored)."},
+    )
 
 
 class HistoryQuerySchema(Schema):
@@ -78,3 +83,42 @@ class HistorySchema(Schema):
     code = fields.String(required=True)
     retired_at = fields.DateTime(allow_none=True)
     items = fields.List(fields.Nested(RevisionSchema), required=True)
+
+
+class ChangesetListQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(CHANGESET_STATUSES))
+
+
+class ChangesetSchema(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    description = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    effective_from = fields.DateTime(required=True)
+    applied_at = fields.DateTime(allow_none=True)
+    status = fields.String(required=True, metadata={"description": " | ".join(CHANGESET_STATUSES)})
+    author = fields.String(allow_none=True)
+    counts = fields.Dict(
+        required=True,
+        metadata={"description": "created, updated, retired, unchanged, moved_open_incidents."},
+    )
+    reverts = fields.Integer(allow_none=True)
+    reverted_by = fields.Integer(allow_none=True)
+    failure = fields.Dict(
+        allow_none=True, metadata={"description": "A failed set: {at, problems} when it fell due."}
+    )
+
+
+class ChangesetPageSchema(Schema):
+    items = fields.List(fields.Nested(ChangesetSchema), required=True)
+    next_cursor = fields.String(allow_none=True)
+
+
+class ChangesetDetailSchema(ChangesetSchema):
+    features = fields.Dict(
+        required=True,
+        metadata={
+            "description": "FeatureCollection: what it wrote (applied) or what was submitted."
+        },
+    )
+    moves = fields.List(fields.Nested(MoveSchema), required=True)

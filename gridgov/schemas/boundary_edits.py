@@ -3,6 +3,7 @@
 from marshmallow import Schema, ValidationError, fields, validate
 
 from gridgov.schemas.boundaries import ChangeSetResultSchema, ImpactSchema
+from gridgov.schemas.common import Instant
 
 CODE = validate.Regexp(r"^[0-9]{6,18}$", error="An area code is 6-18 digits.")
 _NAME = validate.Length(min=1, max=100)
@@ -26,6 +27,7 @@ class EditQuerySchema(Schema):
 
 class _EditBody(Schema):
     description = fields.String(load_default="", validate=validate.Length(max=500))
+    effective_from = Instant("When the change takes effect; ahead of now it is scheduled")
 
 
 class _Drawn(_EditBody):

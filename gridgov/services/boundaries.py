@@ -18,8 +18,13 @@ ever routed to an area retired by a change that committed before it.
 effective_from may be backdated, but not before 2000, nor to or before the start of the current
 boundary of any area the set was checked against (its areas' parents and all their children), nor
 of an assignment it ends: the history would contradict itself (and the CHECKs on revision and
-assignment periods would refuse it). A date ahead of now is refused: scheduled change sets are not
-supported; one within a clock skew (5 minutes) counts as now.
+assignment periods would refuse it). One within a clock skew (5 minutes) ahead counts as now.
+
+Scheduled change sets: a date further ahead stores the set as pending (status `pending`, the
+features kept in `submitted`), after the same checks against the map as it is now and with the
+impact it would have now; nothing on the map changes. `flask boundaries apply-due`
+(services/changesets.py) applies each one when it falls due, checked again against the map as
+it is then, into the same change set row, with its revisions starting at effective_from.
 """
 
 import logging
@@ -63,9 +68,11 @@ log = logging.getLogger(__name__)
 MAP_LOCK_KEY = 330212_0001
 ACTIONS = ("upsert", "retire")
 # effective_from: backdating is allowed (within the checks of _check_effective_from); a date
-# ahead of now is taken as now only within a clock skew, since scheduled sets are not supported.
+# ahead of now is taken as now within a clock skew, beyond it the set is scheduled (pending).
 EFFECTIVE_FROM_SKEW = timedelta(minutes=5)
 EARLIEST_EFFECTIVE_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+# A set scheduled further ahead would be checked against a map long gone by then.
+SCHEDULE_HORIZON = timedelta(days=366)
 Progress = Callable[[str, int, int], None]
 
 
@@ -129,6 +136,8 @@ class ChangeSetResult:
     impact: Impact
     applied: bool
     changeset_id: int | None
+    # applied, pending (scheduled), or None (a dry run, or invalid: nothing stored).
+    status: str | None = None
 
     def as_dict(self) -> dict:
         """The answer as API.md shows it (also printed by the CLI)."""
@@ -138,6 +147,7 @@ class ChangeSetResult:
             "impact": asdict(self.impact),
             "applied": self.applied,
             "changeset": self.changeset_id,
+            "status": self.status,
         }
 
 
@@ -164,16 +174,19 @@ def submit_changeset(
     features: list[dict],
     options: ChangeSetOptions,
     progress: Progress | None = None,
+    pending: BoundaryChangeset | None = None,
 ) -> ChangeSetResult:
-    """Validate, preview and (unless a dry run, and only when valid) apply a change set."""
+    """Validate, preview and (unless a dry run, and only when valid) apply a change set, or
+    store it as pending when effective_from is ahead; `pending` applies that stored row."""
     report = progress or (lambda stage, done, total: None)
     parse_problems: list[Problem] = []
     parsed = _parse_features(features, options, parse_problems, report)
     # Noted before the checks read the map: a change set that commits after this moves it.
     version = _map_version(session)
     now = datetime.now(UTC)
+    scheduled = is_scheduled(options.effective_from, now)
     checked = _check(session, parsed, parse_problems, options, now, report)
-    if checked.valid and not options.dry_run:
+    if checked.valid and not options.dry_run and not scheduled:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MAP_LOCK_KEY})
         now = datetime.now(UTC)  # a change takes effect when it holds the map
         if _map_version(session) != version:
@@ -186,11 +199,16 @@ def submit_changeset(
     problems, changes, existing = checked.problems, checked.changes, checked.existing
     savepoint = session.begin_nested()
     effective = _effective(options, now)
-    changeset, impact = _apply(session, actor, changes, existing, effective, options, report)
+    changeset, impact = _apply(
+        session, actor, changes, existing, effective, options, report, pending
+    )
     impact.areas["unchanged"] = checked.unchanged
-    if options.dry_run:
+    if options.dry_run or scheduled:
         savepoint.rollback()
-        return ChangeSetResult(True, problems, impact, False, None)
+        if options.dry_run:
+            return ChangeSetResult(True, problems, impact, False, None)
+        stored = _schedule(session, actor, features, options, impact)
+        return ChangeSetResult(True, problems, impact, False, stored.id, "pending")
     savepoint.commit()
     audit.record(
         session,
@@ -211,12 +229,50 @@ def submit_changeset(
         impact.areas,
         impact.moved_open_incidents,
     )
-    return ChangeSetResult(True, problems, impact, True, changeset.id)
+    return ChangeSetResult(True, problems, impact, True, changeset.id, "applied")
 
 
-def _map_version(session: Session) -> int | None:
-    """The newest committed change set: applies take the map lock in turn, so it only grows."""
-    return session.scalar(select(func.max(BoundaryChangeset.id)))
+def is_scheduled(effective_from: datetime | None, now: datetime) -> bool:
+    """Whether a change set with this effective_from is stored as pending rather than applied."""
+    return effective_from is not None and effective_from > now + EFFECTIVE_FROM_SKEW
+
+
+def _schedule(session, actor, features, options, impact) -> BoundaryChangeset:
+    changeset = BoundaryChangeset(
+        source=options.source,
+        description=options.description,
+        actor_id=actor.id if actor else None,
+        effective_from=options.effective_from,
+        status="pending",
+        submitted={
+            "features": features,
+            "crs": options.crs,
+            "repair": options.repair,
+            "revive": sorted(options.revive),
+        },
+        # The impact it would have on the map as it was when scheduled.
+        summary={"areas": impact.areas, "moved_open_incidents": impact.moved_open_incidents},
+    )
+    session.add(changeset)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="schedule_changeset",
+        target=f"changeset {changeset.id}",
+        data={"changeset": changeset.id, "effective_from": options.effective_from.isoformat()},
+    )
+    return changeset
+
+
+def _map_version(session: Session) -> int:
+    """How many change sets were applied: applies take the map lock in turn, so it only grows
+    (the newest id would not: a scheduled set is applied long after later ids were taken)."""
+    return session.scalar(
+        select(func.count())
+        .select_from(BoundaryChangeset)
+        .where(BoundaryChangeset.status == "applied")
+    )
 
 
 def _effective(options: ChangeSetOptions, now: datetime) -> datetime:
@@ -388,12 +444,9 @@ def _check_effective_from(session, changes, existing, options, now, problems) ->
         detail = f"effective_from must be in {EARLIEST_EFFECTIVE_FROM.year} or later."
         problems.append(Problem(None, "effective_from_out_of_range", detail))
         return
-    if requested is not None and requested > now + EFFECTIVE_FROM_SKEW:
-        detail = (
-            "effective_from is in the future: scheduled change sets are not supported yet;"
-            " send the set when it takes effect, or leave effective_from out (now)."
-        )
-        problems.append(Problem(None, "effective_from_in_future", detail))
+    if requested is not None and requested > now + SCHEDULE_HORIZON:
+        detail = f"effective_from may be at most {SCHEDULE_HORIZON.days} days ahead."
+        problems.append(Problem(None, "effective_from_out_of_range", detail))
         return
     # The set was checked against the current boundaries of its families (the parents and all
     # their children), so it cannot take effect before the newest of them began.
@@ -521,15 +574,21 @@ def _parent_geometries(session, parents, upserts, existing) -> dict[str, MultiPo
 
 
 def _apply(
-    session, actor, changes, existing, effective, options, report
+    session, actor, changes, existing, effective, options, report, pending=None
 ) -> tuple[BoundaryChangeset, Impact]:
-    changeset = BoundaryChangeset(
-        source=options.source,
-        description=options.description,
-        actor_id=actor.id if actor else None,
-        effective_from=effective,
-    )
-    session.add(changeset)
+    if pending is None:
+        changeset = BoundaryChangeset(
+            source=options.source,
+            description=options.description,
+            actor_id=actor.id if actor else None,
+            effective_from=effective,
+        )
+        session.add(changeset)
+    else:
+        changeset = pending
+        changeset.effective_from = effective
+    changeset.status = "applied"
+    changeset.applied_at = datetime.now(UTC)
     session.flush()
     impact = Impact()
     touched_microgrids = _write_areas(session, changes, existing, changeset, effective, impact)

@@ -42,6 +42,7 @@ from gridgov.errors import (
 )
 from gridgov.models import Area, AreaRevision, Assignment, BoundaryChangeset, User
 from gridgov.services.boundaries import ChangeSetResult, submit_changeset
+from gridgov.services.changesets import written_areas
 from gridgov.services.users import active_assignment_filter
 from gridgov.spatial import from_db
 
@@ -184,22 +185,14 @@ def revert(session: Session, *, actor, changeset_id: int, options) -> EditAnswer
         raise ChangesetNotFound(
             f"No change set {changeset_id}.", details={"changeset": changeset_id}
         )
-    written = session.execute(
-        select(Area, AreaRevision)
-        .join(AreaRevision, AreaRevision.area_id == Area.id)
-        .where(AreaRevision.changeset_id == changeset.id)
-    ).all()
-    # A retirement writes no revision: it closes the area's last one at the set's time.
-    retired = session.scalars(
-        select(Area).where(
-            Area.id.in_(
-                select(AreaRevision.area_id).where(
-                    AreaRevision.valid_to == changeset.effective_from
-                )
-            ),
-            Area.id.not_in([area.id for area, _ in written]),
+    if changeset.status != "applied":
+        raise Conflict(
+            f"Change set {changeset.id} is {changeset.status}: only an applied one can be"
+            " reverted (a pending one is cancelled instead).",
+            code="changeset_not_applied",
+            details={"changeset": changeset.id, "status": changeset.status},
         )
-    ).all()
+    written, retired = written_areas(session, changeset)
     if not written and not retired:
         raise ValidationFailed(
             f"Change set {changeset.id} changed no area that can be restored.",
