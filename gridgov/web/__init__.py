@@ -1,4 +1,5 @@
-"""The supervisor map page (GET /map): one HTML page, its script and styles, served by the app.
+"""The supervisor map page (GET /map) and the boundary editor (GET /admin/boundaries): HTML
+pages, their scripts and styles, served by the app.
 
 The page itself is public (it holds no data); every data call it makes carries the access
 token from its login form. MapLibre GL JS is vendored under static/vendor (scripts/vendor-js),
@@ -103,6 +104,21 @@ def map_page():
         basemap_style_url=style_url,
         tiles_url=TILES_URL,
         levels=LEVELS.as_config(),
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = content_security_policy(style_url)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.route("/admin/boundaries")
+def editor_page():
+    """The boundary editor (admins): pick, split / merge / move an edge / redraw, preview the
+    impact, apply, history and revert; every call goes to the editing API with the token."""
+    style_url = settings().map_basemap_style_url
+    html = render_template(
+        "web/editor.html", basemap_style_url=style_url, levels=LEVELS.as_config()
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(style_url)
