@@ -38,6 +38,7 @@ PUBLIC_ENDPOINTS = {
     "open311.list_requests",
     "open311.get_request",
     "web.map_page",
+    "web.editor_page",  # the page holds no data; its calls carry an admin token
     "web.static",
 }
 # Where each app keeps the access tokens it has verified (one cache per app, so per secret).
