@@ -26,6 +26,25 @@ const OPS = {
   redraw: { label: "重绘", pick: 1, draw: "polygon", hint: "选一个区域，画出它的新范围。" },
 };
 const STATUS_LABELS = { applied: "已生效", pending: "待生效", cancelled: "已取消", failed: "失败" };
+// The refusals an administrator meets most (the API's English detail follows).
+const PROBLEM_LABELS = {
+  line_misses_area: "线没有穿过所选区域",
+  line_only_touches: "线只接触到区域边缘",
+  line_does_not_split: "线没有把区域分开",
+  piece_too_small: "分出的部分太小",
+  wrong_piece_count: "分出的块数不对",
+  not_adjacent: "区域不相邻",
+  not_siblings: "区域不属于同一上级",
+  gap_left: "会留下空隙",
+  overlap: "与其他区域重叠",
+  gap: "与相邻区域之间有空隙",
+  outside_parent: "超出上级区域范围",
+  code_taken: "编码已被使用",
+  has_workers: "区域内仍有在岗人员",
+  unknown_area: "区域不存在或已撤销",
+  effective_from_out_of_range: "生效时间超出允许范围",
+  effective_from_before_current: "生效时间早于当前边界",
+};
 const ACTION_LABELS = { created: "新建", updated: "调整", retired: "撤销", restored: "恢复" };
 
 const $ = (id) => document.getElementById(id);
@@ -371,7 +390,7 @@ function showResult(code, data) {
   $("problems").replaceChildren(
     ...problems.map((p) => {
       const li = document.createElement("li");
-      li.textContent = `${p.kind}：${p.detail || ""}`;
+      li.textContent = `${PROBLEM_LABELS[p.kind] || "校验问题"}（${p.kind}）：${p.detail || ""}`;
       return li;
     }),
   );
