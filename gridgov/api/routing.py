@@ -5,6 +5,7 @@ from flask import Response, jsonify
 from gridgov.api.input import Blueprint
 from gridgov.extensions import db, lookups
 from gridgov.schemas.routing import RouteQuery, RouteQuerySchema, RoutingSchema
+from gridgov.services import changesets as changeset_service
 from gridgov.services import routing as routing_service
 from gridgov.settings import settings
 
@@ -39,9 +40,8 @@ def route(query: RouteQuery) -> Response:
     """Route a point (any supported crs) to its micro-grid, grid, community, town, district."""
     point = query.point
     if query.at:
-        routing = routing_service.route_point_at(
-            db.session, lon=point.lon, lat=point.lat, at=query.at
-        )
+        # The map of that instant, scheduled change sets included (services/changesets.py).
+        routing = changeset_service.route_at(db.session, lon=point.lon, lat=point.lat, at=query.at)
     else:
         routing = lookups.run(
             routing_service.route_point,

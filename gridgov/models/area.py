@@ -88,7 +88,7 @@ class BoundaryChangeset(CreatedAtMixin, Base):
     # applied | pending (scheduled: effective_from ahead, applied by `flask boundaries
     # apply-due`) | cancelled | failed (it no longer fitted the map when it fell due).
     status: Mapped[str] = mapped_column(String(12), server_default=text("'applied'"))
-    # A pending set as submitted ({features, crs, repair, revive}), checked again when due.
+    # A pending set ({features: WGS-84 as parsed, revive}), checked again when due.
     submitted: Mapped[dict | None] = mapped_column(JSONB)
     applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shapely.geometry import MultiPolygon
+from shapely.geometry import MultiPolygon, mapping
 from sqlalchemy import bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -207,7 +207,7 @@ def submit_changeset(
         savepoint.rollback()
         if options.dry_run:
             return ChangeSetResult(True, problems, impact, False, None)
-        stored = _schedule(session, actor, features, options, impact)
+        stored = _schedule(session, actor, changes, options, impact)
         return ChangeSetResult(True, problems, impact, False, stored.id, "pending")
     savepoint.commit()
     audit.record(
@@ -237,19 +237,30 @@ def is_scheduled(effective_from: datetime | None, now: datetime) -> bool:
     return effective_from is not None and effective_from > now + EFFECTIVE_FROM_SKEW
 
 
-def _schedule(session, actor, features, options, impact) -> BoundaryChangeset:
+def _schedule(session, actor, changes, options, impact) -> BoundaryChangeset:
+    # Kept as parsed (WGS-84, repaired if asked, unchanged areas left out): what is checked
+    # again when due, and what /route?at= lays over the map for an instant after it.
+    features = [
+        {
+            "type": "Feature",
+            "geometry": mapping(change.geometry) if change.geometry is not None else None,
+            "properties": {
+                "code": change.code,
+                "action": change.action,
+                "parent": change.parent,
+                **({"name": change.name} if change.name else {}),
+                **({"assignments": "end"} if change.end_assignments else {}),
+            },
+        }
+        for change in changes.values()
+    ]
     changeset = BoundaryChangeset(
         source=options.source,
         description=options.description,
         actor_id=actor.id if actor else None,
         effective_from=options.effective_from,
         status="pending",
-        submitted={
-            "features": features,
-            "crs": options.crs,
-            "repair": options.repair,
-            "revive": sorted(options.revive),
-        },
+        submitted={"features": features, "revive": sorted(options.revive)},
         # The impact it would have on the map as it was when scheduled.
         summary={"areas": impact.areas, "moved_open_incidents": impact.moved_open_incidents},
     )

@@ -17,15 +17,18 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from shapely.geometry import Point, shape
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from geo.levels import LEVELS
 from gridgov.errors import ChangesetNotFound, Conflict
 from gridgov.models import Area, AreaRevision, BoundaryChangeset, User
 from gridgov.services import audit
 from gridgov.services.boundaries import ChangeSetOptions, ChangeSetResult, submit_changeset
 from gridgov.services.paging import Page
-from gridgov.spatial import geojson_sql
+from gridgov.services.routing import ROUTE_LEVELS, AreaRef, Routing, route_point_at
+from gridgov.spatial import geojson_sql, point_sql
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,6 @@ def apply_pending(
     submitted = changeset.submitted
     options = ChangeSetOptions(
         dry_run=False,
-        crs=submitted["crs"],
-        repair=submitted["repair"],
         revive=frozenset(submitted.get("revive", ())),
         effective_from=changeset.effective_from,
         source=changeset.source,
@@ -244,3 +245,67 @@ def apply_pending(
         result.changeset_id = changeset.id
         result.status = "failed"
     return result
+
+
+def route_at(session: Session, *, lon: float, lat: float, at: datetime) -> Routing:
+    """Route a point on the map of `at`: the revisions valid then; for an instant after a
+    pending set's time, the pending sets due by then laid over the current map, in order."""
+    now = datetime.now(UTC)
+    due = (
+        session.scalars(
+            select(BoundaryChangeset.submitted)
+            .where(BoundaryChangeset.status == "pending", BoundaryChangeset.effective_from <= at)
+            .order_by(BoundaryChangeset.effective_from, BoundaryChangeset.id)
+        ).all()
+        if at > now
+        else []
+    )
+    if not due:
+        return route_point_at(session, lon=lon, lat=lat, at=at)
+    # code -> (shape or None when retired, name or None when unchanged), the last set winning.
+    overlay: dict[str, tuple] = {}
+    for submitted in due:
+        for feature in submitted["features"]:
+            props, geometry = feature["properties"], feature["geometry"]
+            overlay[props["code"]] = (
+                shape(geometry) if geometry else None,
+                props.get("name") or overlay.get(props["code"], (None, None))[1],
+            )
+    point = Point(lon, lat)
+    leaf = LEVELS.leaf
+    covering = session.execute(
+        select(Area.code).where(
+            Area.level == leaf.name,
+            Area.retired_at.is_(None),
+            func.ST_Covers(Area.boundary, point_sql(lon, lat)),
+        )
+    ).scalars()
+    codes = {code for code in covering if code not in overlay}
+    codes |= {
+        code
+        for code, (boundary, _) in overlay.items()
+        if len(code) == leaf.code_length and boundary is not None and boundary.covers(point)
+    }
+    if not codes:
+        return Routing(lon=lon, lat=lat, method="unrouted", distance_m=0.0, candidates=0)
+    chosen = min(codes)  # the lowest code, as routing breaks ties
+    chain = [chosen[: LEVELS[level].code_length] for level in ROUTE_LEVELS]
+    known = {
+        row.code: row
+        for row in session.execute(
+            select(Area.id, Area.code, Area.name).where(Area.code.in_(chain))
+        )
+    }
+    areas = {}
+    for level, code in zip(ROUTE_LEVELS, chain, strict=True):
+        name = overlay.get(code, (None, None))[1] or (known[code].name if code in known else None)
+        # An area the set creates has no id before it is applied.
+        areas[level] = AreaRef(known[code].id if code in known else None, code, name)
+    return Routing(
+        lon=lon,
+        lat=lat,
+        method="covered",
+        distance_m=0.0,
+        candidates=len(codes),
+        areas=areas,
+    )

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import shapely
 from shapely.geometry import mapping
 from sqlalchemy import select, update
 
@@ -139,6 +140,10 @@ def test_a_scheduled_change_waits_then_applies_once_with_reports_around_it(
     detail = api("GET", f"/changes/{pending_id}").get_json()
     assert {f["properties"]["code"] for f in detail["features"]["features"]} == {M1, M2}
 
+    # /route?at= answers from the map of each date: after the switch the scheduled one.
+    assert route_at(client, auth, point, when - timedelta(days=1)) == M2
+    assert route_at(client, auth, point, when + timedelta(days=1)) == M1
+
     # Not due yet: the job does nothing, reports route on the current map.
     assert "0 due" in apply_due(app).output
     assert report(client, auth, point, "while-pending")["routing"]["microgrid"]["code"] == M2
@@ -167,6 +172,31 @@ def test_a_scheduled_change_waits_then_applies_once_with_reports_around_it(
     # Applied through the ordinary core: it can be reverted like any other.
     reverted = api("POST", f"/changes/{pending_id}/revert", query_string={"dry_run": "false"})
     assert reverted.status_code == 200 and reverted.get_json()["applied"]
+
+
+def test_route_at_a_date_after_a_scheduled_split_names_the_new_area(client, auth, edit, db_session):
+    m1 = shape_of(db_session, M1)
+    minx, miny, maxx, maxy = m1.bounds
+    x = (minx + maxx) / 2
+    line = {"type": "LineString", "coordinates": [[x, miny - 0.001], [x, maxy + 0.001]]}
+    when = datetime.now(UTC) + LATER
+    body = edit("split", {"code": M1, "line": line, "effective_from": when.isoformat()}).get_json()
+    assert body["status"] == "pending", body
+    (created,) = [a for a in body["impact"]["area_changes"] if a["action"] == "created"]
+    piece = next(
+        f
+        for f in body["geometry"]["after"]["features"]
+        if f["properties"]["code"] == created["code"]
+    )
+    inside = shapely.geometry.shape(piece["geometry"]).representative_point()
+    answer = client.get(
+        "/api/v1/route",
+        query_string={"lon": inside.x, "lat": inside.y, "at": (when + LATER).isoformat()},
+        headers=auth("admin"),
+    ).get_json()
+    assert answer["microgrid"] == {"code": created["code"], "name": created["name"]}
+    assert answer["grid"]["code"] == M1[:-3]
+    assert route_at(client, auth, inside, datetime.now(UTC)) == M1
 
 
 def test_a_scheduled_change_that_no_longer_fits_fails_clearly(app, edit, api, db_session):

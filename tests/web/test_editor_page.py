@@ -9,10 +9,12 @@ district), dropped afterwards: the session's test database stays as the other te
 import os
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import flask_migrate
 import pytest
 import shapely
+import shapely.affinity
 from shapely.geometry import LineString
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -110,12 +112,14 @@ class Editor:
             "(n) => window.gridgovEditor.selected.length === n", arg=len(areas)
         )
 
-    def draw_line(self, coordinates):
+    def draw_line(self, coordinates, *, ring=False):
+        """Click the points; Enter ends a line, a click on the first point closes a ring."""
         self.page.click("#draw")
-        for lon, lat in coordinates:
+        for lon, lat in [*coordinates, *coordinates[:1]] if ring else coordinates:
             self.page.mouse.click(*self.screen(lon, lat))
             self.page.wait_for_timeout(150)
-        self.page.keyboard.press("Enter")
+        if not ring:
+            self.page.keyboard.press("Enter")
         self.page.wait_for_function("() => window.gridgovEditor.drawn !== null")
 
     def preview(self, name):
@@ -226,9 +230,38 @@ def test_editor_in_chromium(browser, editor_server, tmp_path):
         assert f"已被 #{reverting.id} 撤销" in page.text_content(
             f'#history li[data-changeset="{split.id}"]'
         )
+
+        # Schedule a redraw of M2 for next month (a little smaller), then cancel it.
+        m = shapes(live, M2)
+        editor.frame(m[M2])
+        # A few corners far apart: terra-draw closes a ring at a click near its first point.
+        smaller = shapely.affinity.scale(m[M2], 0.85, 0.85, origin="centroid").convex_hull
+        ring = list(smaller.simplify(smaller.length / 25).exterior.coords)[:-1]
+        page.click('.op[data-op="redraw"]')
+        editor.pick(m[M2])
+        next_month = datetime.now() + timedelta(days=31)
+        page.fill("#effective", next_month.strftime("%Y-%m-%dT%H:%M"))
+        page.fill("#description", "下月起调整范围")
+        editor.draw_line(ring, ring=True)
+        assert "校验通过" in editor.preview("redraw-scheduled"), page.text_content("#problems")
+        page.click("#apply")
+        assert "将于" in editor.confirm("redraw-scheduled")
+        scheduled = latest_changeset(live)
+        assert (scheduled.status, scheduled.source) == ("pending", "edit:redraw")
+        assert shapes(live, M2)[M2].equals_exact(m[M2], tolerance=0)  # not yet
+        item = f'#history li[data-changeset="{scheduled.id}"]'
+        page.wait_for_selector(item)
+        assert page.text_content(f"{item} .badge") == "待生效"
         path = tmp_path / "history.png"
         page.screenshot(path=str(path))
         print(f"screenshot: {path}")
+        page.click(f"{item} button")
+        page.wait_for_selector("#confirm[open]")
+        page.click("#confirm-ok")
+        page.wait_for_function(
+            "(s) => document.querySelector(s + ' .badge').textContent === '已取消'", arg=item
+        )
+        assert latest_changeset(live).status == "cancelled"
         assert errors == []
     finally:
         context.close()

@@ -61,6 +61,7 @@ const state = {
 window.gridgovEditor = state;
 let map = null;
 let draw = null;
+let finishedAt = 0;
 
 // ---------------------------------------------------------------- auth and API
 
@@ -160,12 +161,14 @@ async function start(user) {
     draw.on("finish", (id) => {
       state.drawn = draw.getSnapshotFeature(id).geometry;
       state.drawing = false;
+      finishedAt = Date.now();
       draw.setMode("static");
       status("已绘制，可预览影响。");
       refreshButtons();
     });
     map.on("click", "areas-fill", (event) => {
-      if (state.drawing) return;
+      // The click that closed a ring reaches the map too: it must not pick the area under it.
+      if (state.drawing || Date.now() - finishedAt < 400) return;
       toggle(event.features[0].properties);
     });
     map.on("moveend", loadAreas);
