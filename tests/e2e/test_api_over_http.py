@@ -117,6 +117,8 @@ def test_health_readiness_docs_and_pages(anonymous):
     page = anonymous.get("/map")
     assert page.status == 200 and "网格".encode() in page.body
     assert anonymous.get("/map/static/map.js").status == 200
+    editor = anonymous.get("/admin/boundaries")
+    assert editor.status == 200 and "边界编辑".encode() in editor.body
 
 
 def test_auth_me_refresh_logout(anonymous):
@@ -312,6 +314,21 @@ def test_boundary_edits_and_revert(admin):
     assert revert.status == 200 and revert.json()["applied"], revert
     back = admin.get(f"/api/v1/areas/{m1}", params={"format": "geojson"}).json()["geometry"]
     assert back == shape
+    history = admin.get("/api/v1/boundaries/changes", params={"limit": 2}).json()["items"]
+    assert [c["id"] for c in history] == [revert.json()["changeset"], split.json()["changeset"]]
+    assert history[1]["reverted_by"] == history[0]["id"]
+    detail = admin.get(f"/api/v1/boundaries/changes/{split.json()['changeset']}").json()
+    assert {f["properties"]["code"] for f in detail["features"]["features"]} >= {m1}
+    # Scheduled for next month, then cancelled: the map never changes.
+    later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
+    pending = admin.post(
+        "/api/v1/boundaries/edits/merge",
+        params={"dry_run": "false"},
+        json={"codes": [m1, m2], "effective_from": later},
+    )
+    assert pending.status == 200 and pending.json()["status"] == "pending", pending
+    cancel = admin.post(f"/api/v1/boundaries/changes/{pending.json()['changeset']}/cancel")
+    assert cancel.status == 200 and cancel.json()["status"] == "cancelled", cancel
 
 
 def test_stats_and_tiles(supervisor, spot):

@@ -458,6 +458,7 @@ NO_BODY = {
     "people.end_assignment",
     "photos.upload_photo",
     "boundary_edits.post_revert",
+    "boundaries.cancel_change",
 }
 
 
