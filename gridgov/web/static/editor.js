@@ -45,6 +45,14 @@ const PROBLEM_LABELS = {
   effective_from_out_of_range: "生效时间超出允许范围",
   effective_from_before_current: "生效时间早于当前边界",
 };
+// Where a change set came from (its `source`), for the history.
+function sourceLabel(source) {
+  const edits = { split: "拆分", merge: "合并", "move-edge": "移动边界", redraw: "重绘", create: "新建区域", retire: "撤销区域" };
+  if (source.startsWith("edit:")) return edits[source.slice(5)] || source;
+  if (source.startsWith("revert:")) return `撤销 #${source.slice(7)}`;
+  if (source.startsWith("cli:")) return `命令行导入 ${source.slice(4)}`;
+  return { demo: "演示数据", api: "接口导入" }[source] || source;
+}
 const ACTION_LABELS = { created: "新建", updated: "调整", retired: "撤销", restored: "恢复" };
 
 const $ = (id) => document.getElementById(id);
@@ -225,7 +233,10 @@ function addLayers() {
     id: "after-fill",
     type: "fill",
     source: "after",
-    paint: { "fill-color": "#37b24d", "fill-opacity": 0.25 },
+    paint: {
+      "fill-color": ["match", ["get", "tone"], 0, "#37b24d", 1, "#f59f00", 2, "#7048e8", "#1c7ed6"],
+      "fill-opacity": 0.35,
+    },
   });
   map.addLayer({
     id: "after-line",
@@ -408,7 +419,12 @@ function showResult(code, data) {
   state.problemPoints = points.length;
   if (code === 200) {
     map.getSource("before").setData(data.geometry.before);
-    map.getSource("after").setData(data.geometry.after);
+    // Each area after the change in its own tone, so the pieces of a split stand apart.
+    const after = data.geometry.after.features.map((f, i) => ({
+      ...f,
+      properties: { ...f.properties, tone: i % 4 },
+    }));
+    map.getSource("after").setData({ type: "FeatureCollection", features: after });
     const c = counts(data);
     const items = [
       ["迁移的在办案件", c.cases],
@@ -508,7 +524,7 @@ function historyItem(item) {
   badge.className = `badge badge-${item.status}`;
   badge.textContent = STATUS_LABELS[item.status] || item.status;
   const title = document.createElement("span");
-  title.textContent = `#${item.id} ${item.description || item.source}`;
+  title.textContent = `#${item.id} ${sourceLabel(item.source)}${item.description ? `：${item.description}` : ""}`;
   head.append(badge, title);
   const meta = document.createElement("div");
   meta.className = "history-meta";
@@ -518,6 +534,13 @@ function historyItem(item) {
     `${new Date(item.effective_from).toLocaleString("zh-CN")} · ${item.author || "系统"} · ` +
     `新建 ${c.created || 0} 调整 ${c.updated || 0} 撤销 ${c.retired || 0} · 案件 ${c.moved_open_incidents}${links}`;
   li.append(head, meta);
+  if (item.failure) {
+    const why = document.createElement("div");
+    why.className = "history-failure";
+    const kinds = [...new Set(item.failure.problems.map((p) => PROBLEM_LABELS[p.kind] || p.kind))];
+    why.textContent = `到期时已不符合当前地图，未生效：${kinds.join("、")}`;
+    li.append(why);
+  }
   if (item.status === "applied" && !item.reverted_by && item.source !== "demo") {
     li.append(actionButton("撤销此变更", () => revert(item)));
   }
