@@ -1,7 +1,7 @@
 """scheduled boundary change sets: status, the submitted set, when it was applied
 
-Revision ID: 0010_scheduled_changesets
-Revises: 0009_track_point_recorded_at
+Revision ID: 0011_scheduled_changesets
+Revises: 0010_category_updated_at
 Create Date: 2026-12-03 13:20:00.000000
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 
-revision = "0010_scheduled_changesets"
-down_revision = "0009_track_point_recorded_at"
+revision = "0011_scheduled_changesets"
+down_revision = "0010_category_updated_at"
 branch_labels = None
 depends_on = None
 
