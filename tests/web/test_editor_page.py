@@ -1,6 +1,8 @@
-"""The boundary editor (/admin/boundaries) driven in headless Chromium: move an edge, merge, split
-and revert on the demo district, each previewed (problems and impact shown) and applied after
-the confirmation; screenshots of each step are kept in pytest's tmp path (printed).
+"""The boundary editor (/admin/boundaries) driven in headless Chromium on the demo district: move
+an edge, a refused split (its place drawn), merge, split, revert from the history, and a redraw
+scheduled for next month then cancelled; each previewed (problems and impact shown) and applied
+after the confirmation naming the counts. Screenshots of each preview and confirmation are kept
+in pytest's tmp path (`--basetemp=DIR` keeps them in DIR; `-s` prints the paths).
 
 The editor commits real change sets, so it runs on a database of its own (the small demo
 district), dropped afterwards: the session's test database stays as the other tests expect it.
