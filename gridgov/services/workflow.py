@@ -108,8 +108,12 @@ def apply_action(
     incident_id: int,
     request: ActionRequest,
     calendar: WorkCalendar,
+    now: datetime | None = None,
 ) -> Incident:
-    """Run one action on an incident the actor may see; actor None is the system (cron)."""
+    """Run one action on an incident the actor may see; actor None is the system (cron).
+
+    `now` is when it happens (default: the clock); the demo loader dates its cases."""
+    now = now or datetime.now(UTC)
     incident = _locked(session, actor=actor, incident_id=incident_id)
     transition = TRANSITIONS[request.action]
     _check_version(incident, request.expected_version)
@@ -119,7 +123,7 @@ def apply_action(
     from_status = incident.status
     # One action, one UPDATE: the version goes up by exactly one.
     with session.no_autoflush:
-        data = _apply(session, incident, actor, request, calendar)
+        data = _apply(session, incident, actor, request, calendar, now)
     session.add(
         IncidentEvent(
             incident_id=incident.id,
@@ -129,6 +133,7 @@ def apply_action(
             to_status=incident.status,
             note=request.note,
             data=data,
+            created_at=now,
         )
     )
     session.flush()
@@ -187,9 +192,8 @@ def _check_required(request: ActionRequest, transition: Transition) -> None:
         )
 
 
-def _apply(session, incident: Incident, actor, request: ActionRequest, calendar) -> dict:
+def _apply(session, incident: Incident, actor, request: ActionRequest, calendar, now) -> dict:
     """Change the incident for the action; return what the timeline event records."""
-    now = datetime.now(UTC)
     action = request.action
     data: dict = {}
     if action == "accept":
