@@ -38,6 +38,7 @@ PUBLIC_ENDPOINTS = {
     "open311.list_requests",
     "open311.get_request",
     "web.map_page",
+    "web.workbench_page",
     "web.static",
 }
 # Where each app keeps the access tokens it has verified (one cache per app, so per secret).

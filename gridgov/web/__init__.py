@@ -36,7 +36,7 @@ blp = Blueprint(
 
 
 def register_web(app: Flask) -> None:
-    """Register the map page and its static files on `app`."""
+    """Register the map page, the workbench and their static files on `app`."""
     # The page is an ES module graph (map.js imports maplibre-gl.mjs); browsers refuse a
     # module served with any type but JavaScript, and Python 3.11 does not always know .mjs.
     mimetypes.add_type("text/javascript", ".mjs")
@@ -103,6 +103,20 @@ def map_page():
         basemap_style_url=style_url,
         tiles_url=TILES_URL,
         levels=LEVELS.as_config(),
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = content_security_policy(style_url)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.route("/workbench")
+def workbench_page():
+    """The supervisors' workbench: case queue, case panel with its actions, indicators."""
+    style_url = settings().map_basemap_style_url
+    html = render_template(
+        "web/workbench.html", basemap_style_url=style_url, levels=LEVELS.as_config()
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(style_url)
