@@ -64,18 +64,22 @@ def load_demo(size: str, seed: int, if_empty: bool, cases: int) -> None:
     def progress(level: str, count: int) -> None:
         click.echo(f"demo: {count:>6} {level} areas ({time.monotonic() - started:5.1f} s)")
 
-    result = demo_service.load_demo(
-        db.session, areas=generate_district(seed=seed, size=size), progress=progress
-    )
-    activity = demo_activity.ActivityResult()
-    if cases:
-        activity = demo_activity.load_demo_activity(
-            db.session,
-            intake=config.intake,
-            patrol_max_backdate=config.patrol_max_backdate,
-            seed=seed,
-            cases=cases,
+    try:
+        result = demo_service.load_demo(
+            db.session, areas=generate_district(seed=seed, size=size), progress=progress
         )
+        activity = demo_activity.ActivityResult()
+        if cases:
+            activity = demo_activity.load_demo_activity(
+                db.session,
+                intake=config.intake,
+                patrol_max_backdate=config.patrol_max_backdate,
+                seed=seed,
+                cases=cases,
+            )
+    except DomainError as error:
+        db.session.rollback()
+        raise click.ClickException(error.message) from error
     db.session.commit()
     click.echo(
         f"demo: loaded {sum(result.areas_by_level.values())} areas, {result.categories} categories,"

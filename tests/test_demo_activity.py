@@ -1,5 +1,6 @@
 """The living demo: months of cases through the real services, and today's patrols."""
 
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -89,3 +90,17 @@ def test_the_same_seed_gives_the_same_cases_and_a_second_load_is_refused(app, db
     assert _snapshot(db_session) == once
     with pytest.raises(Conflict):
         _load(db_session, cases=60)
+
+
+def test_flask_demo_load_refuses_a_database_with_areas_and_production(app, monkeypatch):
+    runner = app.test_cli_runner()
+    refused = runner.invoke(args=["demo", "load"])
+    assert refused.exit_code == 1
+    assert "already holds areas" in refused.output
+    skipped = runner.invoke(args=["demo", "load", "--if-empty"])
+    assert skipped.exit_code == 0 and "nothing to do" in skipped.output
+    with app.app_context():
+        production = dataclasses.replace(settings(), env_name="production")
+    monkeypatch.setattr("gridgov.cli.settings", lambda: production)
+    never = runner.invoke(args=["demo", "load", "--if-empty"])
+    assert never.exit_code == 1 and "never loaded into a production" in never.output

@@ -261,6 +261,11 @@ def test_a_town_supervisors_day_in_the_workbench(browser, live_server, cases, de
         assert _state(page)["stats"]["indicators"]["counts"]["closed"] == closed_before + 1
         assert page.eval_on_selector_all("#s-trend canvas", "cs => cs.length") == 1
         _shot(page, "4-indicators-after")
+        with page.expect_download() as download:
+            page.click("#s-csv-indicators")
+        assert download.value.suggested_filename.startswith("indicators-330212001-")
+        csv_text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+        assert csv_text.startswith("area_code,") and "closure_rate" in csv_text
         assert errors == [] and _state(page)["errors"] == []
     finally:
         context.close()
@@ -284,3 +289,12 @@ def test_the_dispatch_picker_and_lists_stay_inside_the_callers_subtree(browser, 
     grid = client.get(f"/api/v1/incidents/{cases.elsewhere}", headers=login(client, "admin"))
     grid_code = grid.get_json()["routing"]["grid"]["code"]
     assert client.get(f"/api/v1/areas/{grid_code}/workers", headers=town).status_code == 403
+
+
+def test_the_workbench_page_is_public_under_the_strict_csp(client):
+    response = client.get("/workbench")
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
+    html = response.get_data(as_text=True)
+    assert "<script>" not in html and " style=" not in html and "http" not in html.split("<body")[0]

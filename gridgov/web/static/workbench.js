@@ -398,10 +398,13 @@ async function openCase(id) {
   state.lastError = null;
   hideCaseError();
   $("action-form").hidden = true;
-  const { data, headers } = await call(`incidents/${id}`);
+  const [{ data, headers }, { data: timeline }] = await Promise.all([
+    call(`incidents/${id}`),
+    call(`incidents/${id}/timeline`),
+  ]);
+  // Set together with the rendering: what the state says is what the panel shows.
   state.selected = data;
   state.etag = headers.get("ETag");
-  const { data: timeline } = await call(`incidents/${id}/timeline`);
   state.timeline = timeline.items;
   $("case").hidden = false;
   renderCase();
@@ -586,9 +589,9 @@ async function submitAction(event) {
       showCaseError(`${MESSAGES[data && data.error] || "操作失败。"}${extra}`, status === 412 || status === 409);
       return;
     }
+    const { data: timeline } = await call(`incidents/${data.id}/timeline`);
     state.selected = data;
     state.etag = headers.get("ETag");
-    const { data: timeline } = await call(`incidents/${data.id}/timeline`);
     state.timeline = timeline.items;
     $("action-form").hidden = true;
     renderCase();
@@ -673,6 +676,8 @@ async function showOnMap(incident) {
   } else {
     caseMap.jumpTo({ center: point.features[0].geometry.coordinates, zoom: 15 });
   }
+  // Drawn once the map is idle again (tests and screenshots wait for this).
+  await new Promise((resolve) => caseMap.once("idle", resolve));
   state.mapShown = incident.id;
 }
 
