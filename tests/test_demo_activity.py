@@ -2,14 +2,15 @@
 
 import dataclasses
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from gridgov.errors import Conflict
-from gridgov.models import Incident, IncidentEvent, Patrol
+from gridgov.models import Incident, IncidentEvent, Patrol, User
 from gridgov.services import demo_activity
+from gridgov.services.patrol_map import patrol_map
 from gridgov.settings import settings
 
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
@@ -79,6 +80,16 @@ def test_cases_in_every_state_some_overdue_escalated_and_reworked(app, db_sessio
     assert all(last[i][1] == status_of[i] and last[i][0] < NOW for i in status_of)
     patrols = db_session.scalars(select(Patrol)).all()
     assert all(p.finished_at and p.microgrids_visited >= 1 for p in patrols)
+    # The town supervisor sees that day's patrols of the town on the patrol map.
+    supervisor = db_session.scalar(select(User).where(User.username == "town_supervisor"))
+    seen = patrol_map(
+        db_session,
+        viewer=supervisor,
+        area_code="330212001",
+        day=date(2026, 11, 20),
+        max_backdate=timedelta(days=365),
+    )
+    assert len(seen.tracks) == 2 and seen.microgrids == 18 and len(seen.unpatrolled) < 18
 
 
 def test_the_same_seed_gives_the_same_cases_and_a_second_load_is_refused(app, db_session):

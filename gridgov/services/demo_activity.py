@@ -11,12 +11,12 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from geo.points import InputPoint
 from gridgov.errors import Conflict
-from gridgov.models import Area, Incident, User
+from gridgov.models import Area, Assignment, Incident, User
 from gridgov.services import patrols as patrol_service
 from gridgov.services import workflow
 from gridgov.services.demo import DEMO_CATEGORIES
@@ -112,6 +112,13 @@ def load_demo_activity(
     now = now or datetime.now(UTC)
     rng = random.Random(seed)
     people = _people(session)
+    # The demo people were on duty all along: their assignments begin before the history does
+    # (a supervisor reads a patrol if its worker was on duty under them when it started).
+    session.execute(
+        update(Assignment)
+        .where(Assignment.user_id.in_([p.id for p in vars(people).values()]))
+        .values(active_from=now - timedelta(days=days + 1))
+    )
     first_town = _first_code(session, "town")
     first_grid = _first_code(session, "grid")
     places = _places(session, rng, cases, first_town)
