@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/workbench/ (GRIDGOV_TEST_ARTIFACTS overrides th
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -298,3 +299,63 @@ def test_the_workbench_page_is_public_under_the_strict_csp(client):
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
     html = response.get_data(as_text=True)
     assert "<script>" not in html and " style=" not in html and "http" not in html.split("<body")[0]
+
+
+@pytest.fixture
+def todays_patrol(live_server) -> Iterator[int]:
+    """A finished patrol of the demo worker through two micro-grids of their grid, committed."""
+    live = live_server.app
+    client = live.test_client()
+    worker = login(client, "grid_worker")
+    with live.app_context():
+        stops = db.session.execute(
+            text(
+                "SELECT ST_X(ST_PointOnSurface(boundary)), ST_Y(ST_PointOnSurface(boundary))"
+                " FROM area WHERE level = 'microgrid' AND code LIKE '330212001001001%'"
+                " ORDER BY code LIMIT 2"
+            )
+        ).all()
+    begun = datetime.now(UTC)
+    started = client.post(
+        "/api/v1/patrols",
+        headers=worker,
+        json={"client_id": "workbench-patrol", "started_at": begun.isoformat()},
+    ).get_json()
+    points = [
+        {"lon": lon, "lat": lat, "t": (begun + timedelta(seconds=1 + 10 * i)).isoformat()}
+        for i, (lon, lat) in enumerate(stops)
+    ]
+    assert (
+        client.post(
+            f"/api/v1/patrols/{started['id']}/track", headers=worker, json={"points": points}
+        ).status_code
+        == 200
+    )
+    assert client.post(f"/api/v1/patrols/{started['id']}/finish", headers=worker).status_code == 200
+    try:
+        yield started["id"]
+    finally:
+        with live.app_context():
+            db.session.execute(text("DELETE FROM patrol WHERE id = :id"), {"id": started["id"]})
+            db.session.commit()
+
+
+def test_the_patrol_tab_shows_todays_track_and_the_unpatrolled_microgrids(
+    browser, live_server, todays_patrol
+):
+    context, page, errors = _open(browser, live_server, "town_supervisor")
+    try:
+        page.click("#tab-patrols")
+        page.wait_for_function(
+            "() => window.gridgovWorkbench.patrolsShown >= 1", timeout=TIMEOUT_MS
+        )
+        patrols = _state(page)["patrols"]
+        assert todays_patrol in [t["patrol_id"] for t in patrols["tracks"]]
+        assert patrols["microgrids"] == 18
+        assert "330212001001001001" not in patrols["unpatrolled"]
+        assert len(patrols["unpatrolled"]) <= 16
+        assert "未巡查" in page.text_content("#p-summary")
+        _shot(page, "5-patrols")
+        assert errors == [] and _state(page)["errors"] == []
+    finally:
+        context.close()

@@ -118,7 +118,9 @@ const call = session.request;
 // ---------------------------------------------------------------- login
 
 function showLogin(message) {
-  for (const id of ["queue-view", "stats-view", "userbox", "tabs"]) $(id).hidden = true;
+  for (const id of ["queue-view", "stats-view", "patrols-view", "userbox", "tabs"]) {
+    $(id).hidden = true;
+  }
   $("login-screen").hidden = false;
   const error = $("login-error");
   error.hidden = !message;
@@ -172,10 +174,12 @@ async function start(user) {
 function showTab(name) {
   $("queue-view").hidden = name !== "queue";
   $("stats-view").hidden = name !== "stats";
+  $("patrols-view").hidden = name !== "patrols";
   for (const tab of document.querySelectorAll(".tab[data-tab]")) {
     tab.classList.toggle("is-active", tab.dataset.tab === name);
   }
   if (name === "stats") loadStats().catch(showStatsError);
+  if (name === "patrols") loadPatrols().catch((err) => recordError(`巡查加载失败：${err.message}`));
   if (name === "queue" && caseMap) caseMap.resize();
 }
 
@@ -701,15 +705,19 @@ function periodChoices() {
   return { months, quarters };
 }
 
+// The caller's areas and the level below them, for the indicators and the patrol map.
+function fillAreaChoices(select) {
+  for (const area of state.areas.filter((a) => (a.depth || 0) <= 1)) {
+    select.append(el("option", { value: area.code, text: `${"\u3000".repeat(area.depth || 0)}${area.name}` }));
+  }
+}
+
 function setUpStats() {
   const { months, quarters } = periodChoices();
   const period = $("s-period");
   for (const m of months) period.append(el("option", { value: m, text: `${m} 月` }));
   for (const q of quarters) period.append(el("option", { value: q, text: `${q.replace("-Q", " 年第 ")} 季度` }));
-  const area = $("s-area");
-  for (const a of state.areas.filter((x) => (x.depth || 0) <= 1)) {
-    area.append(el("option", { value: a.code, text: `${"\u3000".repeat(a.depth || 0)}${a.name}` }));
-  }
+  fillAreaChoices($("s-area"));
   const indicator = $("s-indicator");
   for (const [name, label] of Object.entries(RATE_LABELS)) indicator.append(el("option", { value: name, text: label }));
   indicator.append(el("option", { value: "overdue", text: "超期数" }));
@@ -871,6 +879,77 @@ async function download(event, path, name) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
   state.lastDownload = link.getAttribute("download");
+}
+
+// ---------------------------------------------------------------- patrols
+
+let patrolMap = null;
+const EMPTY = { type: "FeatureCollection", features: [] };
+
+function chinaToday() {
+  return new Date(Date.now() + 8 * 3600000).toISOString().slice(0, 10);
+}
+
+function setUpPatrols() {
+  $("p-day").value = chinaToday();
+  fillAreaChoices($("p-area"));
+  for (const id of ["p-day", "p-area"]) {
+    $(id).addEventListener("change", () => loadPatrols().catch((err) => recordError(err.message)));
+  }
+  state.patrolsSetUp = true;
+}
+
+async function loadPatrols() {
+  if (!state.patrolsSetUp) setUpPatrols();
+  const { data } = await call(`patrols/map?${query({ area: $("p-area").value, day: $("p-day").value })}`);
+  state.patrols = {
+    tracks: data.tracks.features.map((f) => f.properties),
+    unpatrolled: data.unpatrolled.features.map((f) => f.properties.code),
+    microgrids: data.microgrids,
+  };
+  const covered = data.microgrids - data.unpatrolled.features.length;
+  $("p-summary").textContent =
+    `${data.day} 共 ${data.tracks.features.length} 条轨迹；本周（${data.week.from} 起）` +
+    `已巡查微网格 ${covered}/${data.microgrids}，未巡查 ${data.unpatrolled.features.length} 个。`;
+  const list = $("p-tracks");
+  list.replaceChildren();
+  for (const t of state.patrols.tracks) {
+    const length = t.length_m === null ? "进行中" : `${(t.length_m / 1000).toFixed(2)} 公里`;
+    list.append(el("li", {}, `${t.worker} · ${formatTime(t.started_at)} · ${length} · ${t.points} 个点`));
+  }
+  if (!patrolMap) {
+    patrolMap = new maplibregl.Map({
+      container: "patrol-map",
+      style: body.dataset.basemapStyle || {
+        version: 8,
+        sources: {},
+        layers: [{ id: "background", type: "background", paint: { "background-color": "#eef2f6" } }],
+      },
+      center: [121.55, 29.82],
+      zoom: 12,
+      attributionControl: false,
+    });
+    await new Promise((resolve) => patrolMap.on("load", resolve));
+    patrolMap.addSource("scope", { type: "geojson", data: EMPTY });
+    patrolMap.addSource("unpatrolled", { type: "geojson", data: EMPTY });
+    patrolMap.addSource("tracks", { type: "geojson", data: EMPTY });
+    patrolMap.addLayer({ id: "scope-line", type: "line", source: "scope", paint: { "line-color": "#1864ab", "line-width": 2 } });
+    patrolMap.addLayer({ id: "unpatrolled-fill", type: "fill", source: "unpatrolled", paint: { "fill-color": "#e03131", "fill-opacity": 0.25 } });
+    patrolMap.addLayer({ id: "unpatrolled-line", type: "line", source: "unpatrolled", paint: { "line-color": "#c92a2a", "line-width": 1 } });
+    patrolMap.addLayer({ id: "tracks-line", type: "line", source: "tracks", paint: { "line-color": "#7048e8", "line-width": 4 } });
+    patrolMap.addLayer({ id: "tracks-point", type: "circle", source: "tracks", filter: ["==", ["geometry-type"], "Point"], paint: { "circle-radius": 6, "circle-color": "#7048e8" } });
+  }
+  const { data: scope } = await call(`areas/${encodeURIComponent($("p-area").value)}?format=geojson`);
+  patrolMap.getSource("scope").setData(scope);
+  patrolMap.getSource("unpatrolled").setData(data.unpatrolled);
+  patrolMap.getSource("tracks").setData(data.tracks);
+  const bounds = new maplibregl.LngLatBounds();
+  const walk = (coords) => (typeof coords[0] === "number" ? bounds.extend(coords) : coords.forEach(walk));
+  walk(scope.geometry.coordinates);
+  patrolMap.resize();
+  patrolMap.fitBounds(bounds, { padding: 30, duration: 0 });
+  await new Promise((resolve) => patrolMap.once("idle", resolve));
+  state.patrolsShown = (state.patrolsShown || 0) + 1;
 }
 
 // ---------------------------------------------------------------- wiring
