@@ -177,10 +177,8 @@ def _one_case(
 ):
     fate = rng.choices(list(FATES), weights=list(FATES.values()))[0]
     is_open = fate not in ("closed", "rejected", "duplicate")
-    # Open cases are recent, most of them very recent (a backlog, not a graveyard).
-    age = timedelta(
-        days=0.05 + (OPEN_FATE_DAYS * rng.random() ** 2 if is_open else rng.uniform(0, days))
-    )
+    # Open cases are the last weeks' backlog; the closed ones spread over the months.
+    age = timedelta(days=rng.uniform(0.05, OPEN_FATE_DAYS if is_open else days))
     at = _office_hours(now - age, rng)
     category = rng.choice(DEMO_CATEGORIES)[0]
     in_first_grid = place.grid == first_grid

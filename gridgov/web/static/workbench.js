@@ -854,7 +854,7 @@ function drawRanking(ranking, label) {
         },
       ],
     },
-    options: { animation: false, maintainAspectRatio: false, indexAxis: ranking.items.length > 12 ? "y" : "x" },
+    options: { animation: false, maintainAspectRatio: false },
   });
 }
 
