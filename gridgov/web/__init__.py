@@ -1,4 +1,6 @@
-"""The supervisor map page (GET /map): one HTML page, its script and styles, served by the app.
+"""The supervisors' pages: the map (GET /map) and the workbench (GET /workbench), each one HTML
+page with its script and styles, served by the app (the workbench: queue, case panel, indicators
+and patrols, all from the JSON API; see static/workbench.js).
 
 The page itself is public (it holds no data); every data call it makes carries the access
 token from its login form. MapLibre GL JS is vendored under static/vendor (scripts/vendor-js),
