@@ -295,10 +295,9 @@ def _by_deadline(args: dict, filters, limit: int):
 @blp.response(200, StatusCountsSchema)
 def count_incidents(args):
     """How many incidents in the caller's scope match the filters, per status, and overdue."""
-    counts = incident_queries.count_by_status(
+    return incident_queries.count_by_status(
         db.session, user=current_user(), filters=incident_filters(args)
     )
-    return {"by_status": counts.by_status, "overdue": counts.overdue, "total": counts.total}
 
 
 def _point_json(item: dict) -> str:
