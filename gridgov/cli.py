@@ -26,7 +26,7 @@ from gridgov.services import boundaries as boundary_service
 from gridgov.services import boundary_edits as edit_service
 from gridgov.services import changesets as changeset_service
 from gridgov.services import demo as demo_service
-from gridgov.services import open311_clients, workflow
+from gridgov.services import demo_activity, open311_clients, workflow
 from gridgov.services import photos as photo_service
 from gridgov.settings import settings
 
@@ -45,8 +45,18 @@ boundaries_cli = AppGroup("boundaries", help="Boundary administration.")
 )
 @click.option("--seed", type=int, default=2024, show_default=True)
 @click.option("--if-empty", is_flag=True, help="Do nothing (exit 0) when areas already exist.")
-def load_demo(size: str, seed: int, if_empty: bool) -> None:
-    """Generate the demo 鄞州区 and load it with its users and categories."""
+@click.option(
+    "--cases",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Demo cases over the last months (0: areas, users and categories only).",
+)
+def load_demo(size: str, seed: int, if_empty: bool, cases: int) -> None:
+    """Generate the demo 鄞州区 and load it with its users, categories, cases and patrols."""
+    config = settings()
+    if config.env_name == "production":
+        raise click.ClickException("demo data is never loaded into a production database")
     if if_empty and demo_service.has_areas(db.session):
         click.echo("demo: areas already loaded, nothing to do")
         return
@@ -55,14 +65,27 @@ def load_demo(size: str, seed: int, if_empty: bool) -> None:
     def progress(level: str, count: int) -> None:
         click.echo(f"demo: {count:>6} {level} areas ({time.monotonic() - started:5.1f} s)")
 
-    result = demo_service.load_demo(
-        db.session, areas=generate_district(seed=seed, size=size), progress=progress
-    )
+    try:
+        result = demo_service.load_demo(
+            db.session, areas=generate_district(seed=seed, size=size), progress=progress
+        )
+        activity = demo_activity.ActivityResult()
+        if cases:
+            activity = demo_activity.load_demo_activity(
+                db.session,
+                intake=config.intake,
+                patrol_max_backdate=config.patrol_max_backdate,
+                seed=seed,
+                cases=cases,
+            )
+    except DomainError as error:
+        db.session.rollback()
+        raise click.ClickException(error.message) from error
     db.session.commit()
     click.echo(
-        f"demo: loaded {sum(result.areas_by_level.values())} areas, {result.categories} categories"
-        f" and {len(result.users)} users in {time.monotonic() - started:.1f} s"
-        " (`flask demo logins` lists the users)"
+        f"demo: loaded {sum(result.areas_by_level.values())} areas, {result.categories} categories,"
+        f" {len(result.users)} users, {activity.cases} cases and {activity.patrols} patrols"
+        f" in {time.monotonic() - started:.1f} s (`flask demo logins` lists the users)"
     )
 
 

@@ -4,6 +4,7 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from flask import Response, jsonify, request
 from marshmallow import ValidationError, missing
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from gridgov.api.errors import message_code
 from gridgov.api.geojson import feature, feature_collection, geojson_response, wants_geojson
 from gridgov.api.input import CONVERSION_ERRORS, UNCONVERTIBLE_VALUE, Blueprint, load_or_raise
-from gridgov.api.paging import encode_cursor, page_limit, page_position
+from gridgov.api.paging import encode_cursor, invalid_cursor, page_limit, page_position
 from gridgov.api.routing import routing_body
 from gridgov.api.security import current_user
 from gridgov.errors import DomainError, MapBusy, ValidationFailed
@@ -24,10 +25,12 @@ from gridgov.schemas.incidents import (
     BatchResultSchema,
     BatchSchema,
     IncidentCreateSchema,
+    IncidentFilterQuerySchema,
     IncidentListQuerySchema,
     IncidentPageSchema,
     IncidentSchema,
     IncidentSummarySchema,
+    StatusCountsSchema,
     TasksSchema,
     TimelineSchema,
 )
@@ -62,15 +65,28 @@ class IncidentAnswer:
 
     view: incident_service.IncidentView
     routing: dict
+    allowed_actions: list[workflow.AllowedAction]
+    deadline_working_hours_left: float | None
     possible_duplicates: list | object = missing
 
     def __getattr__(self, name: str):
         return getattr(self.view, name)
 
 
-def incident_answer(view: incident_service.IncidentView, **kwargs) -> IncidentAnswer:
-    """An incident's view, ready for IncidentSchema."""
-    return IncidentAnswer(view=view, routing=routing_body(view.routing), **kwargs)
+def incident_answer(view: incident_service.IncidentView, viewer, **kwargs) -> IncidentAnswer:
+    """An incident's view as `viewer` gets it (with what they may do now), for IncidentSchema."""
+    incident = view.incident
+    left = None
+    if incident.deadline is not None:
+        hours = settings().calendar.working_hours_between(datetime.now(UTC), incident.deadline)
+        left = round(hours, 2)
+    return IncidentAnswer(
+        view=view,
+        routing=routing_body(view.routing),
+        allowed_actions=workflow.allowed_actions(incident, viewer),
+        deadline_working_hours_left=left,
+        **kwargs,
+    )
 
 
 def incident_response(answer: IncidentAnswer, status: int) -> tuple[Response, int, dict]:
@@ -99,7 +115,7 @@ def create_incident(report):
     duplicates = incident_service.possible_duplicates(
         db.session, incident=result.incident, viewer=reporter, settings=intake
     )
-    answer = incident_answer(view, possible_duplicates=duplicates)
+    answer = incident_answer(view, reporter, possible_duplicates=duplicates)
     return incident_response(answer, 201 if result.created else 200)
 
 
@@ -198,7 +214,7 @@ def get_incident(incident_id):
     """One incident the caller may see, with its ETag."""
     incident = get_visible_incident(db.session, user=current_user(), incident_id=incident_id)
     view = incident_service.incident_view(db.session, incident=incident)
-    return incident_response(incident_answer(view), 200)
+    return incident_response(incident_answer(view, current_user()), 200)
 
 
 def incident_filters(args: dict) -> incident_queries.IncidentFilters:
@@ -211,6 +227,8 @@ def incident_filters(args: dict) -> incident_queries.IncidentFilters:
         overdue=args.get("overdue"),
         reported_from=args.get("reported_from"),
         reported_to=args.get("reported_to"),
+        handling_levels=args.get("handling_level", ()),
+        reporter_id=args.get("reporter"),
     )
 
 
@@ -227,18 +245,59 @@ def incident_filters(args: dict) -> incident_queries.IncidentFilters:
 def list_incidents(args):
     """Incidents in the caller's scope, newest first; filters combine; `format=geojson`."""
     limit = page_limit(args)
-    position = page_position(args, id=int)
-    before = position["id"] if position else None
     filters = incident_filters(args)
-    page = incident_queries.list_incidents(
-        db.session, user=current_user(), filters=filters, before_id=before, limit=limit
-    )
-    next_cursor = encode_cursor({"id": page.items[-1].id}) if page.has_more else None
+    if args["sort"] == "deadline":
+        page, next_cursor = _by_deadline(args, filters, limit)
+    else:
+        position = page_position(args, id=int)
+        before = position["id"] if position else None
+        page = incident_queries.list_incidents(
+            db.session, user=current_user(), filters=filters, before_id=before, limit=limit
+        )
+        next_cursor = encode_cursor({"id": page.items[-1].id}) if page.has_more else None
     if wants_geojson(args.get("format")):
         properties = _dump_summaries(page.items)
         features = (feature(_point_json(p), p, p["id"]) for p in properties)
         return geojson_response(feature_collection(features, next_cursor=next_cursor))
     return jsonify(_dump_page({"items": page.items, "next_cursor": next_cursor}))
+
+
+# A deadline in a cursor: microseconds since the epoch; this stands for "no deadline".
+_NO_DEADLINE = -1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _by_deadline(args: dict, filters, limit: int):
+    position = page_position(args, id=int, due=int)
+    after = None
+    if position:
+        due = position["due"]
+        if due != _NO_DEADLINE and not 0 <= due < 2**53:
+            raise invalid_cursor()
+        deadline = None if due == _NO_DEADLINE else _EPOCH + timedelta(microseconds=due)
+        after = (deadline, position["id"])
+    page = incident_queries.list_by_deadline(
+        db.session, user=current_user(), filters=filters, after=after, limit=limit
+    )
+    if not page.has_more:
+        return page, None
+    last = page.items[-1]
+    due = (
+        _NO_DEADLINE
+        if last.deadline is None
+        else (last.deadline - _EPOCH) // timedelta(microseconds=1)
+    )
+    return page, encode_cursor({"id": last.id, "due": due})
+
+
+@blp.route("/incidents/counts")
+@blp.arguments(IncidentFilterQuerySchema, location="query")
+@blp.response(200, StatusCountsSchema)
+def count_incidents(args):
+    """How many incidents in the caller's scope match the filters, per status, and overdue."""
+    return incident_queries.count_by_status(
+        db.session, user=current_user(), filters=incident_filters(args)
+    )
 
 
 def _point_json(item: dict) -> str:
@@ -270,7 +329,7 @@ def act(action_request, incident_id):
     )
     db.session.commit()
     view = incident_service.incident_view(db.session, incident=incident)
-    return incident_response(incident_answer(view), 200)
+    return incident_response(incident_answer(view, current_user()), 200)
 
 
 def _expected_version(incident_id: int, action_request) -> int | None:

@@ -1,6 +1,7 @@
 """Patrol endpoints: /api/v1/patrols (start, track upload, finish, read, list)."""
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 
 from gridgov.api.input import Blueprint
 from gridgov.api.paging import decode_cursor, encode_cursor, invalid_cursor, page_limit
@@ -9,6 +10,8 @@ from gridgov.extensions import db
 from gridgov.schemas.patrols import (
     PatrolFinishSchema,
     PatrolListQuerySchema,
+    PatrolMapQuerySchema,
+    PatrolMapSchema,
     PatrolPageSchema,
     PatrolStartedSchema,
     PatrolStartSchema,
@@ -16,7 +19,9 @@ from gridgov.schemas.patrols import (
     TrackResultSchema,
     TrackUploadSchema,
 )
+from gridgov.services import patrol_map as patrol_map_service
 from gridgov.services import patrols as patrol_service
+from gridgov.services.calendar import CHINA_TZ
 from gridgov.settings import settings
 
 blp = Blueprint(
@@ -121,6 +126,53 @@ def list_patrols(args):
         last = page.items[-1]
         next_cursor = encode_cursor({"started_at": last.started_at.isoformat(), "id": last.id})
     return {"items": page.items, "next_cursor": next_cursor}
+
+
+@blp.route("/map")
+@blp.arguments(PatrolMapQuerySchema, location="query")
+@blp.response(200, PatrolMapSchema)
+@blp.alt_response(403, description="`forbidden`: the area is outside your scope.")
+@blp.alt_response(404, description="`area_not_found`.")
+def patrol_map(args):
+    """The tracks walked in an area on a day, and its micro-grids not patrolled that week."""
+    day = args.get("day") or datetime.now(UTC).astimezone(CHINA_TZ).date()
+    result = patrol_map_service.patrol_map(
+        db.session,
+        viewer=current_user(),
+        area_code=args["area"],
+        day=day,
+        max_backdate=_max_backdate(),
+    )
+    tracks = [
+        {
+            "type": "Feature",
+            "geometry": json.loads(track.geometry_json),
+            "properties": {
+                "patrol_id": track.patrol_id,
+                "worker": track.worker,
+                "started_at": track.started_at.isoformat(),
+                "finished_at": track.finished_at.isoformat() if track.finished_at else None,
+                "length_m": track.length_m,
+                "points": track.points,
+            },
+        }
+        for track in result.tracks
+    ]
+    unpatrolled = [
+        {
+            "type": "Feature",
+            "geometry": json.loads(grid.geometry_json),
+            "properties": {"code": grid.code, "name": grid.name},
+        }
+        for grid in result.unpatrolled
+    ]
+    return {
+        "day": day,
+        "week": {"from": result.week.first_day.isoformat(), "to": result.week.last_day.isoformat()},
+        "microgrids": result.microgrids,
+        "tracks": {"type": "FeatureCollection", "features": tracks},
+        "unpatrolled": {"type": "FeatureCollection", "features": unpatrolled},
+    }
 
 
 def _max_backdate():

@@ -39,6 +39,7 @@ PUBLIC_ENDPOINTS = {
     "open311.get_request",
     "web.map_page",
     "web.editor_page",  # the page holds no data; its calls carry an admin token
+    "web.workbench_page",
     "web.static",
 }
 # Where each app keeps the access tokens it has verified (one cache per app, so per secret).

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates
 
-from gridgov.models import PRIORITIES, STATUSES
+from gridgov.models import HANDLING_LEVELS, PRIORITIES, STATUSES
 from gridgov.schemas.areas import CODE_PATTERN, FormatQuerySchema
 from gridgov.schemas.common import (
     INT32_MAX,
@@ -17,7 +17,7 @@ from gridgov.schemas.common import (
 from gridgov.schemas.location import LocationSchema
 from gridgov.schemas.routing import RoutingSchema
 from gridgov.services.incidents import NewIncident
-from gridgov.services.workflow import ACTIONS, ActionRequest
+from gridgov.services.workflow import ACTIONS, REQUIRED_FIELDS, ActionRequest
 
 CLIENT_ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="Use 1-64 letters, digits, '-' or '_'.")
 MAX_PHOTOS = 9
@@ -123,6 +123,18 @@ def _column(field_class: type[fields.Field], name: str, **kwargs) -> fields.Fiel
     return field_class(attribute=f"incident.{name}", **kwargs)
 
 
+class AllowedActionSchema(Schema):
+    action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
+    required = fields.List(
+        fields.String(validate=validate.OneOf(tuple(REQUIRED_FIELDS.values()))),
+        required=True,
+        metadata={
+            "description": "Fields the action needs: `note`, `duplicate_of`, or"
+            " `assignee_or_handling_unit` (an `assignee`, a `handling_unit`, or both)."
+        },
+    )
+
+
 class IncidentSchema(Schema):
     """Dumps an incident's view (services.incidents.IncidentView, with `routing` as the
     routing answer and, on submission, `possible_duplicates`: api/incidents.py)."""
@@ -138,8 +150,37 @@ class IncidentSchema(Schema):
     routing = fields.Nested(RoutingSchema, required=True)
     occurred_at = _column(fields.DateTime, "occurred_at", required=True)
     reported_at = _column(fields.DateTime, "created_at", required=True)
-    deadline = _column(fields.DateTime, "deadline", allow_none=True)
+    deadline = _column(
+        fields.DateTime,
+        "deadline",
+        allow_none=True,
+        metadata={
+            "description": "Deadline of the current stage (accept, handle or verify); null once"
+            " no clock runs."
+        },
+    )
+    deadline_working_hours_left = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "Working hours (on the work calendar) from now to the deadline;"
+            " negative when overdue by that much."
+        },
+    )
+    handle_deadline = _column(
+        fields.DateTime,
+        "handle_deadline",
+        allow_none=True,
+        metadata={"description": "The handling stage's deadline as first set."},
+    )
     overdue = fields.Boolean(required=True)
+    allowed_actions = fields.List(
+        fields.Nested(AllowedActionSchema),
+        required=True,
+        metadata={
+            "description": "The actions the caller may take now, as the state machine allows"
+            " them for this user (role, status, holder, level); send the case's ETag in If-Match."
+        },
+    )
     resolved_on_site = _column(fields.Boolean, "resolved_on_site", required=True)
     reporter_id = _column(fields.Integer, "reporter_id", required=True)
     handler_id = _column(fields.Integer, "handler_id", allow_none=True)
@@ -179,7 +220,7 @@ class CommaList(fields.Field):
         return items
 
 
-class IncidentListQuerySchema(PageQuerySchema, FormatQuerySchema):
+class IncidentFilterQuerySchema(Schema):
     status = CommaList(STATUSES, metadata={"description": "Comma-separated statuses."})
     category = CommaList(metadata={"description": "Comma-separated category codes."})
     area = fields.String(validate=validate.Regexp(CODE_PATTERN))
@@ -187,6 +228,34 @@ class IncidentListQuerySchema(PageQuerySchema, FormatQuerySchema):
     overdue = fields.Boolean()
     reported_from = Instant("Reported at or after", data_key="from")
     reported_to = Instant("Reported before", data_key="to")
+    handling_level = CommaList(
+        HANDLING_LEVELS, metadata={"description": "Comma-separated handling levels."}
+    )
+    reporter = fields.Integer(
+        validate=validate.Range(min=1, max=INT32_MAX), metadata={"description": "Reporter's id."}
+    )
+
+
+class IncidentListQuerySchema(IncidentFilterQuerySchema, PageQuerySchema, FormatQuerySchema):
+    sort = fields.String(
+        load_default="id",
+        validate=validate.OneOf(("id", "deadline")),
+        metadata={
+            "description": "`id`: newest first (default). `deadline`: earliest deadline first,"
+            " so overdue cases first, those without a deadline last (a supervisor's queue)."
+        },
+    )
+
+
+class StatusCountsSchema(Schema):
+    by_status = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Matching incidents per status (statuses with none left out)."},
+    )
+    overdue = fields.Integer(required=True)
+    total = fields.Integer(required=True)
 
 
 class IncidentSummarySchema(Schema):

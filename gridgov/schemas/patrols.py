@@ -2,7 +2,8 @@
 
 from marshmallow import Schema, fields, post_load, pre_load, validate
 
-from gridgov.schemas.common import INT32_MAX, Instant, PageQuerySchema
+from gridgov.schemas.areas import CODE_PATTERN
+from gridgov.schemas.common import INT32_MAX, Day, Instant, PageQuerySchema
 from gridgov.schemas.location import LocationSchema
 from gridgov.services.patrols import MAX_POINTS_PER_UPLOAD, TrackFix, too_many_points
 
@@ -107,3 +108,37 @@ class PatrolListQuerySchema(PageQuerySchema):
 class PatrolPageSchema(Schema):
     items = fields.List(fields.Nested(PatrolSummarySchema), required=True)
     next_cursor = fields.String(allow_none=True)
+
+
+class PatrolMapQuerySchema(Schema):
+    area = fields.String(
+        required=True,
+        validate=validate.Regexp(CODE_PATTERN),
+        metadata={"description": "Code of an area in your scope."},
+    )
+    day = Day(metadata={"description": "A China date (YYYY-MM-DD); default: today."})
+
+
+class PatrolMapSchema(Schema):
+    day = fields.Date(required=True)
+    week = fields.Dict(
+        required=True,
+        metadata={"description": "`from` (Monday) and `to` (the day): the coverage's days."},
+    )
+    microgrids = fields.Integer(required=True, metadata={"description": "Micro-grids in the area."})
+    tracks = fields.Dict(
+        required=True,
+        metadata={
+            "description": "FeatureCollection: the line of each patrol started that day that you"
+            " may read and that touched the area; properties patrol_id, worker, started_at,"
+            " finished_at, length_m, points."
+        },
+    )
+    unpatrolled = fields.Dict(
+        required=True,
+        metadata={
+            "description": "FeatureCollection: the area's micro-grids that no in-time track of a"
+            " finished patrol started that week (up to the day) touched, as patrol_coverage"
+            " counts them; properties code, name."
+        },
+    )

@@ -70,6 +70,21 @@ class WorkCalendar:
             day += timedelta(days=1)
         raise ValueError("time limit runs past the calendar's horizon")
 
+    def working_hours_between(self, start: datetime, end: datetime) -> float:
+        """Working hours from `start` to `end`; negative when `end` is the earlier one."""
+        if end < start:
+            return -self.working_hours_between(end, start)
+        total = timedelta()
+        day, last = start.astimezone(self.tz).date(), end.astimezone(self.tz).date()
+        while day <= last:
+            if self.is_working_day(day):
+                for opens, closes in self.windows:
+                    low = max(start, datetime.combine(day, opens, self.tz))
+                    high = min(end, datetime.combine(day, closes, self.tz))
+                    total += max(high - low, timedelta())
+            day += timedelta(days=1)
+        return total / timedelta(hours=1)
+
     def add_working_days(self, start: datetime, days: int) -> datetime:
         """Close of the `days`-th working day after `start`'s day, as an aware UTC datetime."""
         day = start.astimezone(self.tz).date()

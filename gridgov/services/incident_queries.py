@@ -35,6 +35,8 @@ class IncidentFilters:
     overdue: bool | None = None
     reported_from: datetime | None = None
     reported_to: datetime | None = None
+    handling_levels: tuple[str, ...] = ()
+    reporter_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,10 @@ def apply_filters(session: Session, query: Select, filters: IncidentFilters) -> 
         query = query.where(Incident.created_at >= filters.reported_from)
     if filters.reported_to:
         query = query.where(Incident.created_at < filters.reported_to)
+    if filters.handling_levels:
+        query = query.where(Incident.handling_level.in_(filters.handling_levels))
+    if filters.reporter_id is not None:
+        query = query.where(Incident.reporter_id == filters.reporter_id)
     return query
 
 
@@ -158,6 +164,63 @@ def list_incidents(
         query = query.where(Incident.id < before_id)
     rows = session.execute(query.order_by(Incident.id.desc()).limit(limit + 1)).all()
     return Page.of(rows, limit, lambda row: IncidentRow(**row._mapping))
+
+
+def list_by_deadline(
+    session: Session,
+    *,
+    user: User,
+    filters: IncidentFilters,
+    after: tuple[datetime | None, int] | None = None,
+    limit: int = 50,
+) -> Page[IncidentRow]:
+    """Incidents the user may see, earliest deadline first (so overdue first), those without
+    a deadline last, then by id; keyset-paged after (deadline, id) of the previous page."""
+    query = apply_filters(session, _row_select(), filters).where(incident_scope(session, user=user))
+    if after is not None:
+        deadline, last_id = after
+        if deadline is None:
+            query = query.where(Incident.deadline.is_(None), Incident.id > last_id)
+        else:
+            query = query.where(
+                or_(
+                    Incident.deadline > deadline,
+                    and_(Incident.deadline == deadline, Incident.id > last_id),
+                    Incident.deadline.is_(None),
+                )
+            )
+    order = (Incident.deadline.asc().nulls_last(), Incident.id)
+    rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
+    return Page.of(rows, limit, lambda row: IncidentRow(**row._mapping))
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    by_status: dict[str, int]
+    overdue: int
+
+    @property
+    def total(self) -> int:
+        """All the counted incidents."""
+        return sum(self.by_status.values())
+
+
+def count_by_status(session: Session, *, user: User, filters: IncidentFilters) -> StatusCounts:
+    """How many incidents the user may see match `filters`, per status, and how many are overdue."""
+    query = apply_filters(
+        session,
+        select(
+            Incident.status,
+            func.count().label("count"),
+            func.count().filter(overdue_condition()).label("overdue"),
+        ).join(Category, Category.id == Incident.category_id),
+        filters,
+    ).where(incident_scope(session, user=user))
+    rows = session.execute(query.group_by(Incident.status)).all()
+    return StatusCounts(
+        by_status={row.status: row.count for row in rows},
+        overdue=sum(row.overdue for row in rows),
+    )
 
 
 @dataclass(frozen=True)

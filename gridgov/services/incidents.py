@@ -109,9 +109,16 @@ def get_category(session: Session, *, code: str) -> Category:
 
 
 def submit_incident(
-    session: Session, *, reporter: User, report: NewIncident, settings: IntakeSettings
+    session: Session,
+    *,
+    reporter: User,
+    report: NewIncident,
+    settings: IntakeSettings,
+    now: datetime | None = None,
 ) -> IntakeResult:
-    """Create the incident, or return the one this reporter already sent with this client_id."""
+    """Create the incident, or return the one this reporter already sent with this client_id.
+
+    `now` is when it is received (default: the clock); the demo loader dates its cases."""
     content_hash = report.content_hash()
     existing = _find(session, reporter_id=reporter.id, client_id=report.client_id)
     if existing is not None:
@@ -119,7 +126,7 @@ def submit_incident(
     category = get_category(session, code=report.category)
     if report.patrol_id is not None:
         get_open_patrol_of_worker(session, patrol_id=report.patrol_id, worker_id=reporter.id)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     # A boundary change cannot commit between routing and insert; one in progress is waited
     # for, but only so long (MapBusy): a whole-district import must not stall every worker.
     lock_map_shared(session, wait_ms=settings.map_lock_wait_ms)
@@ -147,6 +154,7 @@ def submit_incident(
             to_status=incident.status,
             note="",
             data={"client_id": report.client_id, "routing": incident.routing_method},
+            created_at=now,
         )
     )
     session.flush()
@@ -184,6 +192,7 @@ def _incident_values(session, reporter, report, category, content_hash, now, set
     on_site = {"resolved_at": now, "resolved_level": level} if report.resolved_on_site else {}
     return {
         "client_id": report.client_id,
+        "created_at": now,
         "reporter_id": reporter.id,
         "content_hash": content_hash,
         "source": report.source,

@@ -349,7 +349,7 @@ def area_indicators(
     if row is None:
         raise AreaNotFound(f"No area with code {area_code!r}.")
     area = AreaRef(*row)
-    _require_in_scope(session, user=user, code=area.code)
+    require_in_scope(session, user=user, code=area.code)
     as_of = min(now or datetime.now(UTC), period.end)
     computed = _indicators(
         session,
@@ -417,7 +417,8 @@ def _scope_codes(session: Session, user: User) -> list[str] | None:
     return assigned_area_codes(session, user_id=user.id)
 
 
-def _require_in_scope(session: Session, *, user: User, code: str) -> None:
+def require_in_scope(session: Session, *, user: User, code: str) -> None:
+    """Forbidden unless the area `code` is in the user's subtree (an admin's is everything)."""
     scope = _scope_codes(session, user)
     if scope is not None and not any(code.startswith(own) for own in scope):
         raise Forbidden(f"Area {code} is outside your scope.", details={"area": code})
@@ -437,7 +438,7 @@ def _ranking_prefixes(
                 code="invalid_parent",
                 errors={"query": {"parent": [f"Not above the {level} level."]}},
             )
-        _require_in_scope(session, user=user, code=parent_code)
+        require_in_scope(session, user=user, code=parent_code)
         return [parent_code]
     scope = _scope_codes(session, user)
     if scope is None:
@@ -558,7 +559,7 @@ def _area_counts(
         func.count().filter(is_microgrid).label("microgrids"),
     ]
     if with_patrols:
-        patrolled = Area.id.in_(_patrolled_microgrids(period, max_backdate=max_backdate))
+        patrolled = Area.id.in_(patrolled_microgrids(period, max_backdate=max_backdate))
         columns.append(func.count().filter(is_microgrid, patrolled).label("microgrids_patrolled"))
     query = (
         select(*columns)
@@ -575,7 +576,7 @@ def _area_counts(
     }
 
 
-def _patrolled_microgrids(period: Period, *, max_backdate: timedelta):
+def patrolled_microgrids(period: Period, *, max_backdate: timedelta):
     """SQL: ids of the micro-grids the track of a finished patrol started in the period touched.
 
     The track is built as the patrol summary builds it: the line through the points in time

@@ -90,6 +90,36 @@ TRANSITIONS = {
 ACTIONS = tuple(TRANSITIONS)
 
 
+# The API fields each requirement of a transition asks for (dispatch: either or both).
+REQUIRED_FIELDS = {
+    "note": "note",
+    "duplicate_of": "duplicate_of",
+    "assignee_or_unit": "assignee_or_handling_unit",
+}
+
+
+@dataclass(frozen=True)
+class AllowedAction:
+    action: str
+    required: tuple[str, ...]
+
+
+def allowed_actions(incident: Incident, user: User) -> list[AllowedAction]:
+    """The actions `user` may take on `incident` (one they can see) now, in the loop's order.
+
+    The same checks apply_action makes before it changes anything: role, status, and for
+    escalate a level left above; version and required fields are the caller's to supply."""
+    allowed = []
+    for action, transition in TRANSITIONS.items():
+        if incident.status not in transition.sources or not _role_may(incident, user, transition):
+            continue
+        if action == "escalate" and incident.handling_level == HANDLING_LEVELS[-1]:
+            continue
+        required = tuple(REQUIRED_FIELDS[name] for name in transition.required)
+        allowed.append(AllowedAction(action, required))
+    return allowed
+
+
 @dataclass(frozen=True)
 class ActionRequest:
     action: str
@@ -108,8 +138,12 @@ def apply_action(
     incident_id: int,
     request: ActionRequest,
     calendar: WorkCalendar,
+    now: datetime | None = None,
 ) -> Incident:
-    """Run one action on an incident the actor may see; actor None is the system (cron)."""
+    """Run one action on an incident the actor may see; actor None is the system (cron).
+
+    `now` is when it happens (default: the clock); the demo loader dates its cases."""
+    now = now or datetime.now(UTC)
     incident = _locked(session, actor=actor, incident_id=incident_id)
     transition = TRANSITIONS[request.action]
     _check_version(incident, request.expected_version)
@@ -119,7 +153,7 @@ def apply_action(
     from_status = incident.status
     # One action, one UPDATE: the version goes up by exactly one.
     with session.no_autoflush:
-        data = _apply(session, incident, actor, request, calendar)
+        data = _apply(session, incident, actor, request, calendar, now)
     session.add(
         IncidentEvent(
             incident_id=incident.id,
@@ -129,6 +163,7 @@ def apply_action(
             to_status=incident.status,
             note=request.note,
             data=data,
+            created_at=now,
         )
     )
     session.flush()
@@ -163,13 +198,16 @@ def _check_status(incident, action: str, transition: Transition) -> None:
         )
 
 
+def _role_may(incident, actor, transition: Transition) -> bool:
+    if actor is None or actor.role in SUPERVISING or transition.anyone_in_scope:
+        return True
+    return transition.handler_may and incident.handler_id == actor.id
+
+
 def _check_role(incident, actor, action: str, transition: Transition) -> None:
     # Checked before the status, so a refused role learns nothing about the case's state.
-    if actor is None or actor.role in SUPERVISING or transition.anyone_in_scope:
-        return
-    if transition.handler_may and incident.handler_id == actor.id:
-        return
-    raise Forbidden(f"Your role may not {action} this incident.")
+    if not _role_may(incident, actor, transition):
+        raise Forbidden(f"Your role may not {action} this incident.")
 
 
 def _check_required(request: ActionRequest, transition: Transition) -> None:
@@ -187,9 +225,8 @@ def _check_required(request: ActionRequest, transition: Transition) -> None:
         )
 
 
-def _apply(session, incident: Incident, actor, request: ActionRequest, calendar) -> dict:
+def _apply(session, incident: Incident, actor, request: ActionRequest, calendar, now) -> dict:
     """Change the incident for the action; return what the timeline event records."""
-    now = datetime.now(UTC)
     action = request.action
     data: dict = {}
     if action == "accept":

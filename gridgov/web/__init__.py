@@ -1,5 +1,7 @@
-"""The supervisor map page (GET /map) and the boundary editor (GET /admin/boundaries): HTML
-pages, their scripts and styles, served by the app.
+"""The web pages: the supervisors' map (GET /map) and workbench (GET /workbench: queue, case
+panel, indicators and patrols; see static/workbench.js) and the administrators' boundary
+editor (GET /admin/boundaries), each one HTML page with its script and styles, served by the
+app and fed by the JSON API.
 
 The page itself is public (it holds no data); every data call it makes carries the access
 token from its login form. MapLibre GL JS is vendored under static/vendor (scripts/vendor-js),
@@ -37,7 +39,7 @@ blp = Blueprint(
 
 
 def register_web(app: Flask) -> None:
-    """Register the map page and its static files on `app`."""
+    """Register the map page, the workbench and their static files on `app`."""
     # The page is an ES module graph (map.js imports maplibre-gl.mjs); browsers refuse a
     # module served with any type but JavaScript, and Python 3.11 does not always know .mjs.
     mimetypes.add_type("text/javascript", ".mjs")
@@ -94,37 +96,41 @@ def content_security_policy(style_url: str) -> str:
     return "; ".join(directives)
 
 
-@blp.route("/map")
-def map_page():
-    """The supervisor map: login form, grid boundaries, incidents, filters, details panel."""
+def _page(template: str, **context) -> Response:
+    """One of the app's pages: the template with the basemap and the levels, no caching, and a
+    CSP that lets it reach only this service (and the configured basemap)."""
     style_url = settings().map_basemap_style_url
     html = render_template(
-        "web/map.html",
-        data_source=choose_source(current_app, request.args.get("source")),
-        basemap_style_url=style_url,
-        tiles_url=TILES_URL,
-        levels=LEVELS.as_config(),
+        template, basemap_style_url=style_url, levels=LEVELS.as_config(), **context
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = content_security_policy(style_url)
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@blp.route("/map")
+def map_page():
+    """The supervisor map: login form, grid boundaries, incidents, filters, details panel."""
+    return _page(
+        "web/map.html",
+        data_source=choose_source(current_app, request.args.get("source")),
+        tiles_url=TILES_URL,
+    )
 
 
 @blp.route("/admin/boundaries")
 def editor_page():
     """The boundary editor (admins): pick, split / merge / move an edge / redraw, preview the
     impact, apply, history and revert; every call goes to the editing API with the token."""
-    style_url = settings().map_basemap_style_url
-    html = render_template(
-        "web/editor.html", basemap_style_url=style_url, levels=LEVELS.as_config()
-    )
-    response = Response(html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = content_security_policy(style_url)
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _page("web/editor.html")
+
+
+@blp.route("/workbench")
+def workbench_page():
+    """The supervisors' workbench: case queue, case panel with its actions, indicators."""
+    return _page("web/workbench.html")
 
 
 @blp.after_request

@@ -66,16 +66,18 @@ def test_real_rows_compile_to_the_schema_dump(rows):
     same(_dump_tasks({"items": rows}), schemas.TasksSchema().dump({"items": rows}))
 
 
-def test_incident_answers_compile_to_the_schema_dump(rows, db_session):
+def test_incident_answers_compile_to_the_schema_dump(rows, db_session, demo_users):
     """Every incident of the fixture (routed or not, held or not), with and without duplicates."""
     for row in rows:
         incident = db_session.get(Incident, row.id)
         view = incidents.incident_view(db_session, incident=incident)
         duplicates = [incidents.PossibleDuplicate(row.id, "reported", 12.5, row.reported_at)]
+        # A supervisor (allowed actions with required fields) and a worker (fewer or none).
+        viewers = [db_session.get(User, demo_users[name].id) for name in ("admin", "grid_worker")]
         for answer in (
-            incident_answer(view),
-            incident_answer(view, possible_duplicates=[]),
-            incident_answer(view, possible_duplicates=duplicates),
+            *(incident_answer(view, viewer) for viewer in viewers),
+            incident_answer(view, viewers[0], possible_duplicates=[]),
+            incident_answer(view, viewers[-1], possible_duplicates=duplicates),
         ):
             same(_dump_incident(answer), schemas.IncidentSchema().dump(answer))
 

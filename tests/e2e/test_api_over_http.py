@@ -119,6 +119,9 @@ def test_health_readiness_docs_and_pages(anonymous):
     assert anonymous.get("/map/static/map.js").status == 200
     editor = anonymous.get("/admin/boundaries")
     assert editor.status == 200 and "边界编辑".encode() in editor.body
+    bench = anonymous.get("/workbench")
+    assert bench.status == 200 and "案件工作台".encode() in bench.body
+    assert anonymous.get("/map/static/workbench.js").status == 200
 
 
 def test_auth_me_refresh_logout(anonymous):
@@ -177,6 +180,11 @@ def test_reading_incidents_tasks_and_timeline(supervisor, worker, incident):
     timeline = supervisor.get(f"/api/v1/incidents/{incident['id']}/timeline")
     assert timeline.json()["items"][0]["action"] == "report"
     assert worker.get("/api/v1/me/tasks").status == 200
+    queue = supervisor.get("/api/v1/incidents", params={"sort": "deadline", "limit": 5})
+    assert queue.status == 200
+    counts = supervisor.get("/api/v1/incidents/counts", params={"area": "330212001"})
+    assert counts.json()["by_status"].get("reported", 0) >= 1
+    assert one.json()["allowed_actions"][0]["action"] == "accept"
 
 
 def test_the_closed_loop_with_if_match(supervisor, worker, as_user, incident):
@@ -224,6 +232,8 @@ def test_patrols(worker, supervisor, spot):
     assert worker.get(f"/api/v1/patrols/{patrol_id}").status == 200
     listed = supervisor.get("/api/v1/patrols", params={"user": worker.user["id"]})
     assert patrol_id in {p["id"] for p in listed.json()["items"]}
+    walked = supervisor.get("/api/v1/patrols/map", params={"area": "330212001"})
+    assert patrol_id in {f["properties"]["patrol_id"] for f in walked.json()["tracks"]["features"]}
 
 
 def test_an_admin_adds_and_changes_a_category(admin, worker):
