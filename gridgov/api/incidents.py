@@ -30,6 +30,7 @@ from gridgov.schemas.incidents import (
     IncidentPageSchema,
     IncidentSchema,
     IncidentSummarySchema,
+    PossibleDuplicatesSchema,
     StatusCountsSchema,
     TasksSchema,
     TimelineSchema,
@@ -352,6 +353,20 @@ def get_timeline(incident_id):
     """Every event of the case, oldest first (append-only)."""
     entries = incident_queries.timeline(db.session, user=current_user(), incident_id=incident_id)
     return {"items": entries}
+
+
+@blp.route("/incidents/<id64:incident_id>/duplicates")
+@blp.response(200, PossibleDuplicatesSchema)
+@blp.alt_response(404, description="`incident_not_found` (also for incidents outside your scope).")
+def get_possible_duplicates(incident_id):
+    """Open cases of the same category reported shortly before this one, close by: what a
+    supervisor checks before marking it a duplicate (the same rule as at intake)."""
+    viewer = current_user()
+    incident = get_visible_incident(db.session, user=viewer, incident_id=incident_id)
+    duplicates = incident_service.possible_duplicates(
+        db.session, incident=incident, viewer=viewer, settings=settings().intake
+    )
+    return {"items": duplicates}
 
 
 @blp.route("/me/tasks")

@@ -118,6 +118,10 @@ class PossibleDuplicateSchema(Schema):
     reported_at = fields.DateTime(required=True)
 
 
+class PossibleDuplicatesSchema(Schema):
+    items = fields.List(fields.Nested(PossibleDuplicateSchema), required=True)
+
+
 def _column(field_class: type[fields.Field], name: str, **kwargs) -> fields.Field:
     """A field read from the incident row of the dumped view."""
     return field_class(attribute=f"incident.{name}", **kwargs)

@@ -433,3 +433,32 @@ def test_reassign_from_other_statuses_is_409(api, demo_users, steps):
 def test_the_openapi_document_lists_reassign(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "reassign" in spec["components"]["schemas"]["Action"]["properties"]["action"]["enum"]
+
+
+def test_a_case_lists_its_possible_duplicates_for_the_supervisor(api, client, auth):
+    first = api.report()
+    second = api.report()
+    other_category = api.report(category="fire_corridor")
+    answer = client.get(
+        f"/api/v1/incidents/{second['id']}/duplicates", headers=auth("town_supervisor")
+    )
+    assert answer.status_code == 200
+    items = answer.get_json()["items"]
+    assert first["id"] in [d["id"] for d in items]
+    assert {"id", "status", "distance_m", "reported_at"} <= set(items[0])
+    assert other_category["id"] not in [d["id"] for d in items]
+    # Only earlier reports count: the first has none of the later ones.
+    later = client.get(
+        f"/api/v1/incidents/{first['id']}/duplicates", headers=auth("town_supervisor")
+    ).get_json()["items"]
+    assert second["id"] not in [d["id"] for d in later]
+
+
+def test_possible_duplicates_of_a_case_outside_scope_are_404(app, api, client, db_session):
+    case = api.report()
+    other_town = make_user(db_session, username="sup_b", role="supervisor", area_code="330212002")
+    answer = client.get(
+        f"/api/v1/incidents/{case['id']}/duplicates", headers=bearer(app, other_town)
+    )
+    assert answer.status_code == 404
+    assert answer.get_json()["error"] == "incident_not_found"

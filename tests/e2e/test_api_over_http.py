@@ -179,6 +179,8 @@ def test_reading_incidents_tasks_and_timeline(supervisor, worker, incident):
     assert one.status == 200 and one.headers["ETag"]
     timeline = supervisor.get(f"/api/v1/incidents/{incident['id']}/timeline")
     assert timeline.json()["items"][0]["action"] == "report"
+    duplicates = supervisor.get(f"/api/v1/incidents/{incident['id']}/duplicates")
+    assert duplicates.status == 200 and isinstance(duplicates.json()["items"], list)
     assert worker.get("/api/v1/me/tasks").status == 200
     queue = supervisor.get("/api/v1/incidents", params={"sort": "deadline", "limit": 5})
     assert queue.status == 200

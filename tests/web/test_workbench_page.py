@@ -29,6 +29,7 @@ class Cases:
     overdue: int  # an older case of the same grid, past its deadline
     elsewhere: int  # a case in another town
     outsider_id: int
+    earlier: int  # reported just before the target, same category and place: a possible duplicate
 
 
 def _report(client, headers, name, category, point) -> int:
@@ -67,6 +68,7 @@ def cases(live_server) -> Iterator[Cases]:
     ids = []
     try:
         ids.append(_report(client, worker, "overdue", "fire_corridor", first[1:]))
+        ids.append(_report(client, worker, "earlier", "env_garbage", first[1:]))
         ids.append(_report(client, worker, "target", "env_garbage", first[1:]))
         ids.append(_report(client, worker, "elsewhere", "env_garbage", other[1:]))
         with live.app_context():
@@ -75,7 +77,13 @@ def cases(live_server) -> Iterator[Cases]:
                 {"id": ids[0]},
             )
             db.session.commit()
-        yield Cases(target=ids[1], overdue=ids[0], elsewhere=ids[2], outsider_id=outsider_id)
+        yield Cases(
+            target=ids[2],
+            overdue=ids[0],
+            elsewhere=ids[3],
+            outsider_id=outsider_id,
+            earlier=ids[1],
+        )
     finally:
         with live.app_context():
             db.session.execute(
@@ -194,6 +202,8 @@ def test_a_town_supervisors_day_in_the_workbench(browser, live_server, cases, de
         _open_case(page, cases.target, "reported")
         assert _buttons(page) == ["accept", "reject", "duplicate", "escalate", "comment"]
         page.wait_for_function("(id) => window.gridgovWorkbench.mapShown === id", arg=cases.target)
+        # The earlier report at the same place is offered as a possible duplicate.
+        page.wait_for_selector(f"#case-duplicates a[data-incident='{cases.earlier}']")
         _shot(page, "1-queue-and-case")
         _act(page, "accept", status="accepted")
         assert "dispatch" in _buttons(page)

@@ -81,6 +81,7 @@ const state = {
   selected: null, // the case shown: the incident body
   etag: null,
   timeline: [],
+  duplicates: [],
   lastActionResult: null,
   lastError: null,
   people: new Map(), // user id -> display name (from /users, the caller's subtree)
@@ -402,14 +403,16 @@ async function openCase(id) {
   state.lastError = null;
   hideCaseError();
   $("action-form").hidden = true;
-  const [{ data, headers }, { data: timeline }] = await Promise.all([
+  const [{ data, headers }, { data: timeline }, { data: duplicates }] = await Promise.all([
     call(`incidents/${id}`),
     call(`incidents/${id}/timeline`),
+    call(`incidents/${id}/duplicates`),
   ]);
   // Set together with the rendering: what the state says is what the panel shows.
   state.selected = data;
   state.etag = headers.get("ETag");
   state.timeline = timeline.items;
+  state.duplicates = duplicates.items;
   $("case").hidden = false;
   renderCase();
   renderQueue();
@@ -432,8 +435,7 @@ function renderCase() {
   const c = state.selected;
   $("case-title").textContent = `${c.ref} · ${c.category.name}`;
   const routing = c.routing || {};
-  const where = ["town", "community", "grid", "microgrid"]
-    .map((level) => routing[level] && routing[level].name)
+  const where = LEVELS.map((level) => routing[level.name] && routing[level.name].name)
     .filter(Boolean)
     .join(" / ");
   const facts = el(
@@ -462,7 +464,25 @@ function renderCase() {
   $("case-facts").replaceChildren(badges, el("p", { className: "description", text: c.description }), facts);
   renderPhotos(c).catch((err) => recordError(err.message));
   renderActions();
+  renderDuplicates();
   renderTimeline();
+}
+
+// Same category, reported shortly before and close by (the intake's rule): a click opens one,
+// so the supervisor can compare before marking this case a duplicate of it.
+function renderDuplicates() {
+  const list = $("case-duplicates");
+  list.replaceChildren(
+    ...state.duplicates.map((d) =>
+      el(
+        "li",
+        {},
+        el("a", { href: "#", dataset: { incident: String(d.id) }, text: `GG${String(d.id).padStart(8, "0")}` }),
+        ` ${statusLabel(d.status)} · ${Math.round(d.distance_m)} 米 · ${formatTime(d.reported_at)}`,
+      ),
+    ),
+  );
+  $("case-duplicates-box").hidden = state.duplicates.length === 0;
 }
 
 async function renderPhotos(incident) {
@@ -967,6 +987,12 @@ function wire() {
     $(id).addEventListener("change", filtersChanged);
   }
   $("filters").addEventListener("submit", (event) => event.preventDefault());
+  $("case-duplicates").addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-incident]");
+    if (!link) return;
+    event.preventDefault();
+    openCase(Number(link.dataset.incident));
+  });
   $("f-open").addEventListener("click", () => {
     renderStatusFilters(OPEN_STATUSES);
     filtersChanged();
