@@ -15,9 +15,9 @@
 """
 
 import secrets
-from urllib.parse import urlsplit
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy import BigInteger, exists, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
