@@ -346,7 +346,10 @@ notifications_cli = AppGroup("notifications", help="Pushing notifications to dev
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (cron, tests).")
 @click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True)
 def deliver_notifications(once: bool, batch: int) -> None:
-    """Push due notifications to their devices until SIGTERM (or once, with --once)."""
+    """Push due notifications to their devices until SIGTERM (or once, with --once).
+
+    Safe to run several at once, and to kill: see gridgov/services/delivery.py.
+    """
     config = settings().delivery
     retry = delivery.Retry(config.backoff, config.backoff_max, config.max_attempts)
     stop = threading.Event()
@@ -354,6 +357,11 @@ def deliver_notifications(once: bool, batch: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     totals = dict.fromkeys(("delivered", "gone", "failed"), 0)
+    click.echo(
+        "notifications: delivering what is due"
+        if once
+        else f"notifications: delivering, polling every {config.poll_seconds:g} s until SIGTERM"
+    )
     while not stop.is_set():
         jobs = delivery.claim(db.session, now=datetime.now(UTC), lease=config.lease, limit=batch)
         db.session.commit()
