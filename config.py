@@ -128,11 +128,16 @@ class Config:
     PAGE_SIZE_MAX = 500
 
     # Notifications (`flask notifications deliver`, gridgov/services/delivery.py): URL prefixes
-    # a webhook device may point at (comma separated; empty: no webhook is accepted), since the
+    # a device may point at (comma separated; empty: none is accepted), since the
     # deliverer posts wherever a device says; how long a claimed delivery is held before
     # another deliverer may retry it; the HTTP timeout; the retry backoff (doubling from the
     # base up to the maximum) and the attempts before a delivery is given up; the idle poll.
     PUSH_GATEWAYS = ""
+    # Web Push (VAPID, RFC 8292): the application server's private key (base64url, raw or DER,
+    # e.g. from `vapid --gen`) and the contact it signs with (mailto: or https:). Without a
+    # key, webpush devices are refused.
+    VAPID_PRIVATE_KEY = ""
+    VAPID_SUBJECT = ""
     DELIVERY_LEASE_SECONDS = 60
     DELIVERY_TIMEOUT_SECONDS = 10.0
     DELIVERY_BACKOFF_SECONDS = 10.0
@@ -210,6 +215,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAGE_SIZE_MAX": ("GRIDGOV_PAGE_SIZE_MAX", int),
     "MAP_BASEMAP_STYLE_URL": ("MAP_BASEMAP_STYLE_URL", str),
     "PUSH_GATEWAYS": ("GRIDGOV_PUSH_GATEWAYS", str),
+    "VAPID_PRIVATE_KEY": ("GRIDGOV_VAPID_PRIVATE_KEY", str),
+    "VAPID_SUBJECT": ("GRIDGOV_VAPID_SUBJECT", str),
     "DELIVERY_LEASE_SECONDS": ("GRIDGOV_DELIVERY_LEASE_SECONDS", int),
     "DELIVERY_TIMEOUT_SECONDS": ("GRIDGOV_DELIVERY_TIMEOUT_SECONDS", float),
     "DELIVERY_BACKOFF_SECONDS": ("GRIDGOV_DELIVERY_BACKOFF_SECONDS", float),

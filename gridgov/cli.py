@@ -352,6 +352,11 @@ def deliver_notifications(once: bool, batch: int) -> None:
     """
     config = settings().delivery
     retry = delivery.Retry(config.backoff, config.backoff_max, config.max_attempts)
+    webpush = (
+        delivery.WebPush.from_key(config.vapid_private_key, config.vapid_subject)
+        if config.vapid_private_key
+        else None
+    )
     stop = threading.Event()
     # SIGTERM (systemd, Docker) and Ctrl-C finish the delivery being sent, record it, then exit.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -368,7 +373,7 @@ def deliver_notifications(once: bool, batch: int) -> None:
         for job in jobs:
             if stop.is_set():
                 break  # its lease runs out and the next run sends it
-            outcome = delivery.send(job, timeout=config.timeout_seconds)
+            outcome = delivery.send(job, timeout=config.timeout_seconds, webpush=webpush)
             delivery.record(db.session, job, outcome, now=datetime.now(UTC), retry=retry)
             db.session.commit()
             kind = "delivered" if outcome.delivered else "gone" if outcome.gone else "failed"

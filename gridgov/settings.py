@@ -16,6 +16,7 @@ from typing import Any
 
 import limits
 from flask import Flask, current_app
+from py_vapid import Vapid, VapidException
 
 from config import ConfigError, variable
 from geo.topology import Tolerances
@@ -82,6 +83,9 @@ class Delivery:
     backoff_max: timedelta
     max_attempts: int
     poll_seconds: float
+    # Web Push: the VAPID private key (empty: webpush devices are refused) and its subject.
+    vapid_private_key: str
+    vapid_subject: str
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,7 @@ def build_settings(config: Mapping[str, Any]) -> Settings:
             backoff_max=timedelta(seconds=number.real("DELIVERY_BACKOFF_MAX_SECONDS", minimum=0)),
             max_attempts=number.integer("DELIVERY_MAX_ATTEMPTS", minimum=1),
             poll_seconds=number.real("DELIVERY_POLL_SECONDS", minimum=0, above=True),
+            **_vapid(config["VAPID_PRIVATE_KEY"], config["VAPID_SUBJECT"]),
         ),
     )
 
@@ -221,6 +226,25 @@ def push_gateways(setting: str) -> tuple[str, ...]:
                 f"{variable('PUSH_GATEWAYS')} lists http(s) URL prefixes, not {prefix!r}"
             )
     return prefixes
+
+
+def _vapid(key: str, subject: str) -> dict[str, str]:
+    if key:
+        try:
+            vapid = Vapid.from_string(private_key=key)
+        except Exception:  # py_vapid raises whatever its decoders raise
+            raise ConfigError(
+                f"{variable('VAPID_PRIVATE_KEY')} must be a VAPID private key (base64url, raw"
+                " or DER, as `vapid --gen` writes)"
+            ) from None
+        try:  # the library's own rules for the subject, checked by signing once
+            vapid.sign({"sub": subject, "aud": "https://push.example.org"})
+        except VapidException:
+            raise ConfigError(
+                f"{variable('VAPID_SUBJECT')} must be a mailto: address or an https:// origin"
+                f" when {variable('VAPID_PRIVATE_KEY')} is set, not {subject!r}"
+            ) from None
+    return {"vapid_private_key": key, "vapid_subject": subject}
 
 
 class _Reader:

@@ -1,6 +1,7 @@
 """Pushing the outbox to a real local HTTP receiver: signatures, retries with backoff, dead
 devices, leases, and `flask notifications deliver` killed mid-run and run twice at once."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -15,18 +16,29 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import http_ece
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import delete, func, select
 
+from config import ConfigError, load_config
 from gridgov.extensions import db
 from gridgov.models import Delivery, Device, Notification, User
 from gridgov.services import delivery, notifications
-from gridgov.services.delivery import Retry
+from gridgov.services.delivery import Retry, WebPush
+from gridgov.settings import build_settings
 from tests.factories import make_user
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GATEWAYS = ("http://127.0.0.1:",)
 LEASE = timedelta(seconds=60)
+
+
+def _lower(headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
 
 
 class Receiver:
@@ -45,7 +57,7 @@ class Receiver:
                 time.sleep(receiver.delay)
                 with receiver.lock:
                     receiver.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": body}
+                        {"path": self.path, "headers": _lower(self.headers), "body": body}
                     )
                 self.send_response(receiver.status.get(self.path, 200))
                 if self.path == "/moved":
@@ -65,7 +77,7 @@ class Receiver:
 
     def keys(self) -> list[str]:
         with self.lock:
-            return [r["headers"]["Idempotency-Key"] for r in self.requests]
+            return [r["headers"]["idempotency-key"] for r in self.requests]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -113,13 +125,13 @@ def test_a_push_is_signed_carries_its_key_and_is_sent_once(db_session, receiver)
     [request] = receiver.requests
     body = request["body"]
     stamp, signature = (
-        part.split("=", 1)[1] for part in request["headers"]["X-Gridgov-Signature"].split(",")
+        part.split("=", 1)[1] for part in request["headers"]["x-gridgov-signature"].split(",")
     )
     expected = hmac.new(device.secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
     assert hmac.compare_digest(signature, expected.hexdigest())
     assert abs(int(stamp) - sent_at) < 5
     payload = json.loads(body)
-    assert payload["idempotency_key"] == request["headers"]["Idempotency-Key"]
+    assert payload["idempotency_key"] == request["headers"]["idempotency-key"]
     assert payload["idempotency_key"] == f"sig-1/device:{device.id}"
     assert payload["notification"]["id"] == note
     assert payload["notification"]["payload"] == {"a": "派遣"}
@@ -214,6 +226,126 @@ def test_deliveries_are_written_only_for_devices_registered_by_then(db_session):
     assert dict(counted) == {"before": 0, "after": 1}
 
 
+# --- Web Push ---------------------------------------------------------------------------------
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def vapid_key() -> str:
+    """A fresh VAPID private key, as GRIDGOV_VAPID_PRIVATE_KEY holds it (raw, base64url)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    return b64(private.private_numbers().private_value.to_bytes(32, "big"))
+
+
+class Browser:
+    """A browser's push subscription: its key pair and auth secret, as PushManager makes them."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        self.auth = os.urandom(16)
+        public = self.private.public_key().public_bytes(
+            Encoding.X962, PublicFormat.UncompressedPoint
+        )
+        self.endpoint = endpoint
+        self.keys = {"p256dh": b64(public), "auth": b64(self.auth)}
+
+    def decrypt(self, body: bytes) -> dict:
+        return json.loads(http_ece.decrypt(body, private_key=self.private, auth_secret=self.auth))
+
+
+def check_vapid(authorization: str, *, audience: str, subject: str) -> None:
+    """The Authorization header is a VAPID JWT (ES256) for `audience`, signed by its key `k`."""
+    scheme, _, params = authorization.partition(" ")
+    fields = dict(part.strip().split("=", 1) for part in params.split(","))
+    assert scheme == "vapid"
+    head, claims, signature = fields["t"].split(".")
+    raw = unb64(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64(fields["k"]))
+    public.verify(der, f"{head}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
+    decoded = json.loads(unb64(claims))
+    assert (decoded["aud"], decoded["sub"]) == (audience, subject)
+    assert decoded["exp"] > time.time()
+
+
+def test_a_web_push_is_encrypted_for_the_subscription_and_vapid_signed(db_session, receiver):
+    receiver.status["/wp"] = 201
+    user = make_user(db_session, username="d_webpush")
+    browser = Browser(receiver.url("/wp"))
+    view = notifications.register_device(
+        db_session,
+        user=user,
+        kind="webpush",
+        url=browser.endpoint,
+        push_keys=browser.keys,
+        gateways=GATEWAYS,
+        webpush_enabled=True,
+    )
+    assert view.secret is None
+    notifications.notify(
+        db_session, user_id=user.id, kind="dispatched", key="wp-1", payload={"note": "派遣"}
+    )
+    webpush = WebPush.from_key(vapid_key(), "mailto:ops@example.org")
+    [job] = delivery.claim(db_session, now=datetime.now(UTC), lease=LEASE, limit=10)
+    outcome = delivery.send(job, timeout=5, webpush=webpush)
+    assert outcome.delivered, outcome
+    [request] = receiver.requests
+    headers = request["headers"]
+    assert headers["content-encoding"] == "aes128gcm" and int(headers["ttl"]) > 0
+    check_vapid(
+        headers["authorization"],
+        audience=f"http://127.0.0.1:{receiver.server.server_port}",
+        subject="mailto:ops@example.org",
+    )
+    pushed = browser.decrypt(request["body"])
+    assert pushed["idempotency_key"] == f"wp-1/device:{view.id}"
+    assert pushed["notification"]["payload"] == {"note": "派遣"}
+
+
+def test_an_expired_subscription_is_removed_and_no_key_is_a_retry(db_session, receiver):
+    user = make_user(db_session, username="d_wp_gone")
+    expired = Browser(receiver.url("/gone"))
+    device = notifications.register_device(
+        db_session,
+        user=user,
+        kind="webpush",
+        url=expired.endpoint,
+        push_keys=expired.keys,
+        gateways=GATEWAYS,
+        webpush_enabled=True,
+    )
+    notifications.notify(db_session, user_id=user.id, kind="dispatched", key="wp-g", payload={})
+    [job] = delivery.claim(db_session, now=datetime.now(UTC), lease=LEASE, limit=10)
+    # A deliverer started without a VAPID key cannot send it: retried, not lost.
+    assert "not configured" in delivery.send(job, timeout=5).error
+    outcome = delivery.send(job, timeout=5, webpush=WebPush.from_key(vapid_key(), "mailto:x@y.z"))
+    assert outcome.gone
+    delivery.record(db_session, job, outcome, now=datetime.now(UTC), retry=RETRY)
+    assert db_session.get(Device, device.id) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "subject", "variable"),
+    [
+        ("not-a-key", "mailto:ops@example.org", "GRIDGOV_VAPID_PRIVATE_KEY"),
+        (None, "", "GRIDGOV_VAPID_SUBJECT"),
+        (None, "ops@example.org", "GRIDGOV_VAPID_SUBJECT"),
+        (None, "https://example.org/a/path", "GRIDGOV_VAPID_SUBJECT"),
+    ],
+)
+def test_a_vapid_setting_that_cannot_be_used_stops_the_app(key, subject, variable):
+    config = load_config("test")
+    config.update(VAPID_PRIVATE_KEY=key or vapid_key(), VAPID_SUBJECT=subject)
+    with pytest.raises(ConfigError, match=variable):
+        build_settings(config)
+
+
 # --- the deliverer as a process ---------------------------------------------------------------
 
 
@@ -223,11 +355,22 @@ def committed(app):
     everything removed afterwards."""
     made = []
 
-    def make(devices: list[str], count: int) -> User:
+    def make(devices: list, count: int) -> User:
         with app.app_context():
             user = make_user(db.session, username=f"d_proc_{len(made)}_{os.getpid()}")
-            for url in devices:
-                device_at(db.session, user, url)
+            for device in devices:
+                if isinstance(device, Browser):
+                    notifications.register_device(
+                        db.session,
+                        user=user,
+                        kind="webpush",
+                        url=device.endpoint,
+                        push_keys=device.keys,
+                        gateways=GATEWAYS,
+                        webpush_enabled=True,
+                    )
+                else:
+                    device_at(db.session, user, device)
             for i in range(count):
                 notifications.notify(
                     db.session, user_id=user.id, kind="dispatched", key=f"{user.id}-{i}", payload={}
@@ -245,9 +388,10 @@ def committed(app):
         db.session.commit()
 
 
-def deliverer(app, *args: str, lease: int = 60) -> subprocess.Popen:
+def deliverer(app, *args: str, lease: int = 60, **variables: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        **variables,
         "GRIDGOV_ENV": "test",
         "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
         "GRIDGOV_DELIVERY_LEASE_SECONDS": str(lease),
@@ -322,6 +466,22 @@ def test_once_delivers_what_is_due_and_exits(app, receiver, committed):
     assert done.returncode == 0, output
     assert "notifications: 5 delivered, 0 failed, 0 devices gone" in output
     assert undelivered(app, user.id) == 0 and len(receiver.requests) == 5
+
+
+def test_the_deliverer_web_pushes_with_its_vapid_key(app, receiver, committed):
+    receiver.status["/wp"] = 201
+    browser = Browser(receiver.url("/wp"))
+    user = committed([browser], count=2)
+    done = deliverer(
+        app,
+        "--once",
+        GRIDGOV_VAPID_PRIVATE_KEY=vapid_key(),
+        GRIDGOV_VAPID_SUBJECT="https://gridgov.example.org",
+    )
+    output, _ = done.communicate(timeout=60)
+    assert "notifications: 2 delivered, 0 failed" in output, output
+    pushed = sorted(browser.decrypt(r["body"])["idempotency_key"] for r in receiver.requests)
+    assert [key.split("/")[0] for key in pushed] == [f"{user.id}-0", f"{user.id}-1"]
 
 
 def test_sigterm_stops_the_loop_cleanly(app):

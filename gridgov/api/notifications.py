@@ -57,16 +57,24 @@ def mark_read(body):
 @blp.route("/devices", methods=["POST"])
 @blp.arguments(DeviceCreateSchema)
 @blp.response(201, DeviceSchema)
-@blp.alt_response(422, description="`gateway_not_allowed`, `validation_failed`.")
+@blp.alt_response(
+    422,
+    description="`gateway_not_allowed`, `invalid_subscription`, `webpush_not_configured`,"
+    " `validation_failed`.",
+)
 def register_device(body):
-    """Register a device (a webhook of a push gateway adapter); the answer's `secret` signs
-    every push to it and is shown only here."""
+    """Register a device: a webhook of a push gateway adapter (the answer's `secret` signs
+    every push to it and is shown only here) or a browser's Web Push subscription."""
+    subscription = body.get("subscription")
+    config = settings().delivery
     device = notification_service.register_device(
         db.session,
         user=current_user(),
         kind=body["kind"],
-        url=body["url"],
-        gateways=settings().delivery.gateways,
+        url=subscription["endpoint"] if subscription else body["url"],
+        push_keys=subscription["keys"] if subscription else None,
+        gateways=config.gateways,
+        webpush_enabled=bool(config.vapid_private_key),
     )
     db.session.commit()
     return device

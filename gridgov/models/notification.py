@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gridgov.models.base import Base, CreatedAtMixin
 
 NOTIFICATION_KINDS = ("dispatched", "returned", "escalated", "assignment_changed")
-DEVICE_KINDS = ("webhook",)
+DEVICE_KINDS = ("webhook", "webpush")
 
 
 def _known(column: str, values: tuple[str, ...]) -> str:
@@ -53,7 +53,8 @@ class Notification(CreatedAtMixin, Base):
 
 
 class Device(CreatedAtMixin, Base):
-    """Where a user's notifications are pushed: a webhook of a vendor push gateway adapter."""
+    """Where a user's notifications are pushed: a webhook of a vendor push gateway adapter, or
+    a browser's Web Push subscription (`url` its endpoint, `push_keys` its p256dh and auth)."""
 
     __tablename__ = "device"
 
@@ -62,9 +63,16 @@ class Device(CreatedAtMixin, Base):
     kind: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(Text)
     # Signs every webhook body (HMAC-SHA256); shown to the user once, at registration.
-    secret: Mapped[str] = mapped_column(String(64))
+    secret: Mapped[str | None] = mapped_column(String(64))
+    push_keys: Mapped[dict | None] = mapped_column(JSONB)
 
-    __table_args__ = (CheckConstraint(_known("kind", DEVICE_KINDS), name="kind_known"),)
+    __table_args__ = (
+        CheckConstraint(_known("kind", DEVICE_KINDS), name="kind_known"),
+        CheckConstraint(
+            "kind = 'webhook' AND secret IS NOT NULL OR kind = 'webpush' AND push_keys IS NOT NULL",
+            name="credentials",
+        ),
+    )
 
 
 class Delivery(Base):

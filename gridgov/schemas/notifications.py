@@ -49,16 +49,45 @@ class MarkedSchema(Schema):
     marked = fields.Integer(required=True, metadata={"description": "How many became read."})
 
 
+class PushKeysSchema(Schema):
+    p256dh = fields.String(required=True, validate=validate.Length(max=200))
+    auth = fields.String(required=True, validate=validate.Length(max=200))
+
+
+_PUSH_URL = [
+    validate.Length(max=2000),
+    validate.URL(schemes={"http", "https"}, require_tld=False),
+]
+
+
+class SubscriptionSchema(Schema):
+    endpoint = fields.String(required=True, validate=_PUSH_URL)
+    keys = fields.Nested(PushKeysSchema, required=True)
+    # PushSubscription.toJSON() names it so; the push service's answers tell when it ends.
+    expirationTime = fields.Raw(allow_none=True, metadata={"description": "Ignored."})
+
+
 class DeviceCreateSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(DEVICE_KINDS))
     url = fields.String(
-        required=True,
-        validate=[
-            validate.Length(max=2000),
-            validate.URL(schemes={"http", "https"}, require_tld=False),
-        ],
-        metadata={"description": "The push gateway adapter's URL (GRIDGOV_PUSH_GATEWAYS)."},
+        validate=_PUSH_URL,
+        metadata={
+            "description": "webhook: the push gateway adapter's URL (GRIDGOV_PUSH_GATEWAYS)."
+        },
     )
+    subscription = fields.Nested(
+        SubscriptionSchema,
+        metadata={"description": "webpush: the browser's PushSubscription.toJSON()."},
+    )
+
+    @validates_schema
+    def _what_the_kind_needs(self, data, **kwargs):
+        needed = "url" if data.get("kind") == "webhook" else "subscription"
+        other = "subscription" if needed == "url" else "url"
+        if needed not in data:
+            raise ValidationError(f"Required for a {data.get('kind')} device.", needed)
+        if other in data:
+            raise ValidationError(f"Not for a {data.get('kind')} device.", other)
 
 
 class DeviceSchema(Schema):
@@ -67,5 +96,6 @@ class DeviceSchema(Schema):
     url = fields.String(required=True)
     created_at = fields.DateTime(required=True)
     secret = fields.String(
-        metadata={"description": "Signs the webhook bodies (HMAC-SHA256); shown only once."}
+        allow_none=True,
+        metadata={"description": "webhook: signs its bodies (HMAC-SHA256); shown only once."},
     )

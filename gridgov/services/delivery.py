@@ -14,6 +14,9 @@
   deliveries with it. Anything else (another status, a timeout, a refused connection) is retried
   after `backoff × 2^(attempts-1)`, at most `backoff_max`, until `max_attempts`, after which
   the delivery is given up (`next_attempt_at` NULL, `last_error` says why).
+- Web Push (pywebpush): the same JSON body, encrypted for the subscription (aes128gcm) and
+  posted to its endpoint with a VAPID signature; the phone's service worker drops keys it
+  already showed. A push service's 404/410 means the subscription expired or was revoked.
 - The webhook is a POST of JSON with `X-Gridgov-Signature: t=<unix seconds>,v1=<hex>`, the
   HMAC-SHA256 under the device's secret of `<t>.<body>`, and `Idempotency-Key`. Redirects are
   not followed: a gateway answering 3xx fails the attempt instead of sending the body on.
@@ -28,12 +31,17 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pywebpush
+import requests
+from py_vapid import Vapid02, VapidException
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from gridgov.models import Delivery, Device, Notification
 
 SIGNATURE_HEADER = "X-Gridgov-Signature"
+# How long a push service keeps a push for a phone that is offline.
+WEBPUSH_TTL_SECONDS = 24 * 3600
 GONE_STATUSES = (404, 410)
 
 
@@ -44,10 +52,25 @@ class Job:
     delivery_id: int
     attempt: int
     device_id: int
+    kind: str
     url: str
-    secret: str
+    secret: str | None
+    push_keys: dict | None
     key: str
     body: bytes
+
+
+@dataclass(frozen=True)
+class WebPush:
+    """The application server's VAPID identity (RFC 8292)."""
+
+    vapid: Vapid02
+    subject: str
+
+    @classmethod
+    def from_key(cls, private_key: str, subject: str) -> "WebPush":
+        """The identity of a base64url VAPID private key (raw or DER)."""
+        return cls(vapid=Vapid02.from_string(private_key=private_key), subject=subject)
 
 
 @dataclass(frozen=True)
@@ -128,8 +151,10 @@ def _job(delivery: Delivery, device: Device, notification: Notification) -> Job:
         delivery_id=delivery.id,
         attempt=delivery.attempts,
         device_id=device.id,
+        kind=device.kind,
         url=device.url,
         secret=device.secret,
+        push_keys=device.push_keys,
         key=key,
         body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
     )
@@ -149,8 +174,16 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
-def send(job: Job, *, timeout: float) -> Outcome:
-    """Post one job's body to its webhook, signed; what the device answered."""
+def send(job: Job, *, timeout: float, webpush: WebPush | None = None) -> Outcome:
+    """Push one job to its device; what the device (or its push service) answered."""
+    if job.kind == "webpush":
+        if webpush is None:
+            return Outcome(error="Web Push is not configured (GRIDGOV_VAPID_PRIVATE_KEY)")
+        return _send_webpush(job, timeout=timeout, webpush=webpush)
+    return _send_webhook(job, timeout=timeout)
+
+
+def _send_webhook(job: Job, *, timeout: float) -> Outcome:
     request = urllib.request.Request(
         job.url,
         data=job.body,
@@ -169,11 +202,45 @@ def send(job: Job, *, timeout: float) -> Outcome:
         status = error.code
     except (OSError, ValueError) as error:  # refused, timed out, unreachable, bad URL
         return Outcome(error=f"{type(error).__name__}: {error}"[:500])
+    return _answered(status)
+
+
+def _answered(status: int) -> Outcome:
     if 200 <= status < 300:
         return Outcome(delivered=True)
     if status in GONE_STATUSES:
         return Outcome(gone=True, error=f"HTTP {status}")
     return Outcome(error=f"HTTP {status}")
+
+
+class _NoRedirectSession(requests.Session):
+    def request(self, *args, **kwargs):
+        kwargs["allow_redirects"] = False
+        return super().request(*args, **kwargs)
+
+
+def _send_webpush(job: Job, *, timeout: float, webpush: WebPush) -> Outcome:
+    """Encrypt the body for the subscription (aes128gcm, RFC 8291) and post it, VAPID signed."""
+    subscription = {"endpoint": job.url, "keys": job.push_keys}
+    with _NoRedirectSession() as session:
+        try:
+            response = pywebpush.webpush(
+                subscription,
+                data=job.body,
+                vapid_private_key=webpush.vapid,
+                vapid_claims={"sub": webpush.subject},
+                ttl=WEBPUSH_TTL_SECONDS,
+                timeout=timeout,
+                headers={"Urgency": "high"},
+                requests_session=session,
+            )
+        except pywebpush.WebPushException as error:
+            if error.response is None:
+                return Outcome(error=f"WebPushException: {error}"[:500])
+            return _answered(error.response.status_code)
+        except (requests.RequestException, VapidException, ValueError) as error:
+            return Outcome(error=f"{type(error).__name__}: {error}"[:500])
+    return _answered(response.status_code)
 
 
 def record(session: Session, job: Job, outcome: Outcome, *, now: datetime, retry: Retry) -> None:

@@ -14,6 +14,8 @@
   receivers of pushes drop what they already have by it.
 """
 
+import base64
+import binascii
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -233,13 +235,21 @@ def mark_read(
 
 
 def register_device(
-    session: Session, *, user: User, kind: str, url: str, gateways: tuple[str, ...]
+    session: Session,
+    *,
+    user: User,
+    kind: str,
+    url: str,
+    gateways: tuple[str, ...],
+    push_keys: dict | None = None,
+    webpush_enabled: bool = False,
 ) -> DeviceView:
-    """Register a device of `user`; the answer carries the signing secret, shown only now.
+    """Register a device of `user`: a webhook (the answer carries its signing secret, shown
+    only now) or a Web Push subscription (`url` its endpoint, `push_keys` p256dh and auth).
 
-    A webhook must point at one of `gateways` (URL prefixes the operator allows): the
-    deliverer posts wherever a device says, so an arbitrary URL would let any user make the
-    server send requests into its own network.
+    Its URL must start with one of `gateways` (prefixes the operator allows): the deliverer
+    posts wherever a device says, so an arbitrary URL would let any user make the server
+    send requests into its own network.
     """
     parts = urlsplit(url)
     # user:password@ would move the host behind an allowed-looking prefix.
@@ -250,7 +260,17 @@ def register_device(
             code="gateway_not_allowed",
             errors={"json": {"url": ["Not an allowed push gateway."]}},
         )
-    device = Device(user_id=user.id, kind=kind, url=url, secret=secrets.token_hex(32))
+    secret = None
+    if kind == "webpush":
+        if not webpush_enabled:
+            raise ValidationFailed(
+                "Web Push is not configured on this service (no VAPID key).",
+                code="webpush_not_configured",
+            )
+        _check_push_keys(push_keys)
+    else:
+        secret = secrets.token_hex(32)
+    device = Device(user_id=user.id, kind=kind, url=url, secret=secret, push_keys=push_keys)
     session.add(device)
     session.flush()
     return DeviceView(
@@ -258,8 +278,29 @@ def register_device(
         kind=device.kind,
         url=device.url,
         created_at=device.created_at,
-        secret=device.secret,
+        secret=secret,
     )
+
+
+# A subscription's keys: an uncompressed P-256 point and a 16-byte secret (RFC 8291).
+_KEY_SIZES = {"p256dh": 65, "auth": 16}
+
+
+def _check_push_keys(push_keys: dict | None) -> None:
+    bad = {}
+    for name, size in _KEY_SIZES.items():
+        try:
+            raw = base64.urlsafe_b64decode(push_keys[name] + "=" * (-len(push_keys[name]) % 4))
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != size or (name == "p256dh" and raw[0] != 4):
+            bad[name] = [f"Not a subscription's {name} key (base64url, {size} bytes)."]
+    if bad:
+        raise ValidationFailed(
+            "The subscription's keys are not usable.",
+            code="invalid_subscription",
+            errors={"json": {"subscription": {"keys": bad}}},
+        )
 
 
 def remove_device(session: Session, *, user: User, device_id: int) -> None:

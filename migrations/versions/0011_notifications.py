@@ -68,14 +68,19 @@ def upgrade():
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
-        sa.Column("secret", sa.String(length=64), nullable=False),
+        sa.Column("secret", sa.String(length=64), nullable=True),
+        sa.Column("push_keys", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
             server_default=sa.text("now()"),
             nullable=False,
         ),
-        sa.CheckConstraint("kind IN ('webhook')", name=op.f("ck_device_kind_known")),
+        sa.CheckConstraint("kind IN ('webhook', 'webpush')", name=op.f("ck_device_kind_known")),
+        sa.CheckConstraint(
+            "kind = 'webhook' AND secret IS NOT NULL OR kind = 'webpush' AND push_keys IS NOT NULL",
+            name=op.f("ck_device_credentials"),
+        ),
         sa.ForeignKeyConstraint(
             ["user_id"], ["app_user.id"], name=op.f("fk_device_user_id_app_user")
         ),

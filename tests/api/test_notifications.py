@@ -1,9 +1,13 @@
 """The outbox: notifications written and rolled back with the change causing them, who gets
 them (scope), and the /me/notifications and /me/devices endpoints."""
 
+import base64
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
 from gridgov.errors import PreconditionFailed
@@ -11,7 +15,7 @@ from gridgov.models import Delivery, Device, Incident, Notification, User
 from gridgov.services import assignments, notifications, workflow
 from gridgov.services.workflow import ActionRequest
 from tests.factories import make_incident, make_user
-from tests.helpers import TEST_SETTINGS, bearer
+from tests.helpers import TEST_SETTINGS, bearer, configure
 
 MICROGRID = "330212001001001001"
 COMMUNITY = "330212001001"
@@ -258,4 +262,76 @@ def test_a_device_must_point_at_an_allowed_gateway(app, client, people, url, err
     response = client.post(
         "/api/v1/me/devices", json={"kind": "webhook", "url": url}, headers=bearer(app, worker)
     )
+    assert (response.status_code, response.get_json()["error"]) == (422, error)
+
+
+def _subscription(endpoint: str) -> dict:
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    )
+    keys = {"p256dh": _b64(point), "auth": _b64(os.urandom(16))}
+    return {"endpoint": endpoint, "keys": keys, "expirationTime": None}
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def test_a_web_push_subscription_needs_a_vapid_key(app, client, people, monkeypatch):
+    _, worker = people
+    headers = bearer(app, worker)
+    body = {"kind": "webpush", "subscription": _subscription("http://127.0.0.1:9/wp")}
+    refused = client.post("/api/v1/me/devices", json=body, headers=headers)
+    assert (refused.status_code, refused.get_json()["error"]) == (422, "webpush_not_configured")
+    private = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
+    configure(
+        monkeypatch,
+        app,
+        VAPID_PRIVATE_KEY=_b64(private.to_bytes(32, "big")),
+        VAPID_SUBJECT="mailto:ops@example.org",
+    )
+    created = client.post("/api/v1/me/devices", json=body, headers=headers)
+    assert created.status_code == 201, created.get_json()
+    device = created.get_json()
+    assert (device["kind"], device["url"], device["secret"]) == (
+        "webpush",
+        "http://127.0.0.1:9/wp",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"kind": "webpush", "url": GATEWAY}, "validation_failed"),
+        ({"kind": "webhook", "subscription": "S"}, "validation_failed"),
+        ({"kind": "webhook", "url": GATEWAY, "subscription": "S"}, "validation_failed"),
+        (
+            {"kind": "webpush", "subscription": "S", "keys": {"auth": "AAAA"}},
+            "invalid_subscription",
+        ),
+        (
+            {"kind": "webpush", "subscription": "S", "keys": {"p256dh": "x" * 87}},
+            "invalid_subscription",
+        ),
+        (
+            {"kind": "webpush", "subscription": "S", "endpoint": "http://10.1.1.1/wp"},
+            "gateway_not_allowed",
+        ),
+    ],
+)
+def test_a_web_push_subscription_that_cannot_be_used_is_refused(
+    app, client, people, monkeypatch, body, error
+):
+    configure(monkeypatch, app, VAPID_PRIVATE_KEY=_b64(b"\x01" * 32), VAPID_SUBJECT="mailto:a@b.c")
+    _, worker = people
+    body = dict(body)
+    if body.get("subscription") == "S":
+        subscription = _subscription("http://127.0.0.1:9/wp")
+        subscription["keys"] |= body.pop("keys", {})
+        subscription["endpoint"] = body.pop("endpoint", subscription["endpoint"])
+        body["subscription"] = subscription
+    response = client.post("/api/v1/me/devices", json=body, headers=bearer(app, worker))
     assert (response.status_code, response.get_json()["error"]) == (422, error)
