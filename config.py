@@ -127,13 +127,32 @@ class Config:
     PAGE_SIZE_DEFAULT = 50
     PAGE_SIZE_MAX = 500
 
+    # Notifications (`flask notifications deliver`, gridgov/services/delivery.py): URL prefixes
+    # a device may point at (comma separated; empty: none is accepted), since the
+    # deliverer posts wherever a device says; how long a claimed delivery is held before
+    # another deliverer may retry it; the HTTP timeout; the retry backoff (doubling from the
+    # base up to the maximum) and the attempts before a delivery is given up; the idle poll.
+    PUSH_GATEWAYS = ""
+    # Web Push (VAPID, RFC 8292): the application server's private key (base64url, raw or DER,
+    # e.g. from `vapid --gen`) and the contact it signs with (mailto: or https:). Without a
+    # key, webpush devices are refused.
+    VAPID_PRIVATE_KEY = ""
+    VAPID_SUBJECT = ""
+    DELIVERY_LEASE_SECONDS = 60
+    DELIVERY_TIMEOUT_SECONDS = 10.0
+    DELIVERY_BACKOFF_SECONDS = 10.0
+    DELIVERY_BACKOFF_MAX_SECONDS = 3600.0
+    DELIVERY_MAX_ATTEMPTS = 20
+    DELIVERY_POLL_SECONDS = 2.0
+
     # Supervisor map (/map): an optional MapLibre basemap style URL; empty means a plain
     # background. Its origin is added to the page's Content-Security-Policy.
     MAP_BASEMAP_STYLE_URL = ""
 
 
 class DevelopmentConfig(Config):
-    pass
+    # A push gateway adapter on the developer's machine.
+    PUSH_GATEWAYS = "http://127.0.0.1:,http://localhost:"
 
 
 class TestConfig(Config):
@@ -146,6 +165,8 @@ class TestConfig(Config):
     # Revocations are asserted right after they happen; the cache has a test of its own.
     TOKEN_CHECK_CACHE_SECONDS = 0.0
     SECRET_KEY = "test-secret-key-of-at-least-32-bytes!!"
+    # The tests' push receivers listen on the loopback.
+    PUSH_GATEWAYS = "http://127.0.0.1:"
 
 
 class ProductionConfig(Config):
@@ -193,6 +214,15 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PAGE_SIZE_DEFAULT": ("GRIDGOV_PAGE_SIZE_DEFAULT", int),
     "PAGE_SIZE_MAX": ("GRIDGOV_PAGE_SIZE_MAX", int),
     "MAP_BASEMAP_STYLE_URL": ("MAP_BASEMAP_STYLE_URL", str),
+    "PUSH_GATEWAYS": ("GRIDGOV_PUSH_GATEWAYS", str),
+    "VAPID_PRIVATE_KEY": ("GRIDGOV_VAPID_PRIVATE_KEY", str),
+    "VAPID_SUBJECT": ("GRIDGOV_VAPID_SUBJECT", str),
+    "DELIVERY_LEASE_SECONDS": ("GRIDGOV_DELIVERY_LEASE_SECONDS", int),
+    "DELIVERY_TIMEOUT_SECONDS": ("GRIDGOV_DELIVERY_TIMEOUT_SECONDS", float),
+    "DELIVERY_BACKOFF_SECONDS": ("GRIDGOV_DELIVERY_BACKOFF_SECONDS", float),
+    "DELIVERY_BACKOFF_MAX_SECONDS": ("GRIDGOV_DELIVERY_BACKOFF_MAX_SECONDS", float),
+    "DELIVERY_MAX_ATTEMPTS": ("GRIDGOV_DELIVERY_MAX_ATTEMPTS", int),
+    "DELIVERY_POLL_SECONDS": ("GRIDGOV_DELIVERY_POLL_SECONDS", float),
 }
 _KINDS = {int: "an integer", float: "a number"}
 

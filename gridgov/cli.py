@@ -1,6 +1,8 @@
 """Flask CLI commands (`flask --app wsgi …`): parse, call a service, commit once."""
 
 import json
+import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +27,8 @@ from gridgov.schemas.boundary_edits import (
 from gridgov.services import boundaries as boundary_service
 from gridgov.services import boundary_edits as edit_service
 from gridgov.services import changesets as changeset_service
+from gridgov.services import delivery, demo_activity, open311_clients, workflow
 from gridgov.services import demo as demo_service
-from gridgov.services import demo_activity, open311_clients, workflow
 from gridgov.services import photos as photo_service
 from gridgov.settings import settings
 
@@ -334,6 +336,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(boundaries_cli)
     app.cli.add_command(open311_cli)
     app.cli.add_command(photos_cli)
+    app.cli.add_command(notifications_cli)
 
 
 open311_cli = AppGroup("open311", help="Open311 GeoReport v2 integration clients.")
@@ -394,3 +397,54 @@ def prune_photos(older_than_hours: float, apply_: bool) -> None:
         return
     deleted = photo_service.delete_files(found.paths, older_than=older_than)
     click.echo(f"photos: deleted {deleted} files")
+
+
+notifications_cli = AppGroup("notifications", help="Pushing notifications to devices.")
+
+
+@notifications_cli.command("deliver")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (cron, tests).")
+@click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True)
+def deliver_notifications(once: bool, batch: int) -> None:
+    """Push due notifications to their devices until SIGTERM (or once, with --once).
+
+    Safe to run several at once, and to kill: see gridgov/services/delivery.py.
+    """
+    config = settings().delivery
+    retry = delivery.Retry(config.backoff, config.backoff_max, config.max_attempts)
+    webpush = (
+        delivery.WebPush.from_key(config.vapid_private_key, config.vapid_subject)
+        if config.vapid_private_key
+        else None
+    )
+    stop = threading.Event()
+    # SIGTERM (systemd, Docker) and Ctrl-C finish the delivery being sent, record it, then exit.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    totals = dict.fromkeys(("delivered", "gone", "failed"), 0)
+    click.echo(
+        "notifications: delivering what is due"
+        if once
+        else f"notifications: delivering, polling every {config.poll_seconds:g} s until SIGTERM"
+    )
+    while not stop.is_set():
+        jobs = delivery.claim(db.session, now=datetime.now(UTC), lease=config.lease, limit=batch)
+        db.session.commit()
+        for job in jobs:
+            if stop.is_set():
+                break  # its lease runs out and the next run sends it
+            outcome = delivery.send(job, timeout=config.timeout_seconds, webpush=webpush)
+            delivery.record(db.session, job, outcome, now=datetime.now(UTC), retry=retry)
+            db.session.commit()
+            kind = "delivered" if outcome.delivered else "gone" if outcome.gone else "failed"
+            totals[kind] += 1
+            if not outcome.delivered:
+                click.echo(f"delivery {job.delivery_id} to device {job.device_id}: {outcome.error}")
+        if once and len(jobs) < batch:
+            break
+        if not jobs:
+            stop.wait(config.poll_seconds)
+    click.echo(
+        f"notifications: {totals['delivered']} delivered, {totals['failed']} failed,"
+        f" {totals['gone']} devices gone"
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 import limits
 from flask import Flask, current_app
+from py_vapid import Vapid, VapidException
 
 from config import ConfigError, variable
 from geo.topology import Tolerances
@@ -72,6 +73,22 @@ class Open311:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """How `flask notifications deliver` pushes (gridgov/services/delivery.py)."""
+
+    gateways: tuple[str, ...]
+    lease: timedelta
+    timeout_seconds: float
+    backoff: timedelta
+    backoff_max: timedelta
+    max_attempts: int
+    poll_seconds: float
+    # Web Push: the VAPID private key (empty: webpush devices are refused) and its subject.
+    vapid_private_key: str
+    vapid_subject: str
+
+
+@dataclass(frozen=True)
 class Settings:
     env_name: str
     time_zone: timezone
@@ -94,6 +111,7 @@ class Settings:
     log_level: str
     migrations_dir: Path
     map_basemap_style_url: str
+    delivery: Delivery
 
     def calendar_coverage(self) -> Coverage:
         """The calendar's coverage of this year (and the next, near its end)."""
@@ -176,6 +194,16 @@ def build_settings(config: Mapping[str, Any]) -> Settings:
         log_level=_log_level(config["LOG_LEVEL"]),
         migrations_dir=Path(config["MIGRATIONS_DIR"]),
         map_basemap_style_url=config["MAP_BASEMAP_STYLE_URL"] or "",
+        delivery=Delivery(
+            gateways=push_gateways(config["PUSH_GATEWAYS"]),
+            lease=timedelta(seconds=number.integer("DELIVERY_LEASE_SECONDS", minimum=1)),
+            timeout_seconds=number.real("DELIVERY_TIMEOUT_SECONDS", minimum=0, above=True),
+            backoff=timedelta(seconds=number.real("DELIVERY_BACKOFF_SECONDS", minimum=0)),
+            backoff_max=timedelta(seconds=number.real("DELIVERY_BACKOFF_MAX_SECONDS", minimum=0)),
+            max_attempts=number.integer("DELIVERY_MAX_ATTEMPTS", minimum=1),
+            poll_seconds=number.real("DELIVERY_POLL_SECONDS", minimum=0, above=True),
+            **_vapid(config["VAPID_PRIVATE_KEY"], config["VAPID_SUBJECT"]),
+        ),
     )
 
 
@@ -186,6 +214,37 @@ def cors_origins(setting: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if "*" in origins:
         raise ConfigError(f"{variable('CORS_ORIGINS')} lists origins; '*' is not allowed")
     return origins
+
+
+def push_gateways(setting: str) -> tuple[str, ...]:
+    """The allowed webhook URL prefixes from a comma separated setting; each http(s)."""
+    prefixes = tuple(item.strip() for item in setting.split(",") if item.strip())
+    for prefix in prefixes:
+        scheme, _, rest = prefix.partition("://")
+        if scheme not in ("http", "https") or not rest:
+            raise ConfigError(
+                f"{variable('PUSH_GATEWAYS')} lists http(s) URL prefixes, not {prefix!r}"
+            )
+    return prefixes
+
+
+def _vapid(key: str, subject: str) -> dict[str, str]:
+    if key:
+        try:
+            vapid = Vapid.from_string(private_key=key)
+        except Exception:  # py_vapid raises whatever its decoders raise
+            raise ConfigError(
+                f"{variable('VAPID_PRIVATE_KEY')} must be a VAPID private key (base64url, raw"
+                " or DER, as `vapid --gen` writes)"
+            ) from None
+        try:  # the library's own rules for the subject, checked by signing once
+            vapid.sign({"sub": subject, "aud": "https://push.example.org"})
+        except VapidException:
+            raise ConfigError(
+                f"{variable('VAPID_SUBJECT')} must be a mailto: address or an https:// origin"
+                f" when {variable('VAPID_PRIVATE_KEY')} is set, not {subject!r}"
+            ) from None
+    return {"vapid_private_key": key, "vapid_subject": subject}
 
 
 class _Reader:

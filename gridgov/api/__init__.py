@@ -17,6 +17,7 @@ from gridgov.api import (
     guards,
     health,
     incidents,
+    notifications,
     open311,
     patrols,
     people,
@@ -79,6 +80,7 @@ def register_api(app: Flask) -> None:
     api.register_blueprint(photos.blp)
     api.register_blueprint(routing.blp)
     api.register_blueprint(people.blp)
+    api.register_blueprint(notifications.blp)
     api.register_blueprint(stats.blp)
     api.register_blueprint(tiles.blp)
     app.register_blueprint(health.blp)

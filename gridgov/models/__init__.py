@@ -14,16 +14,25 @@ from gridgov.models.incident import (
     Incident,
     IncidentEvent,
 )
+from gridgov.models.notification import (
+    DEVICE_KINDS,
+    NOTIFICATION_KINDS,
+    Delivery,
+    Device,
+    Notification,
+)
 from gridgov.models.patrol import Patrol, TrackPoint
 from gridgov.models.photo import Photo
 from gridgov.models.user import DUTIES, ROLES, Assignment, User
 
 __all__ = [
     "AREA_LEVELS",
+    "DEVICE_KINDS",
     "DUTIES",
     "HANDLING_LEVELS",
     "INCIDENT_AREA_COLUMNS",
     "INPUT_CRS",
+    "NOTIFICATION_KINDS",
     "PRIORITIES",
     "ROLES",
     "ROUTING_METHODS",
@@ -36,9 +45,12 @@ __all__ = [
     "Base",
     "BoundaryChangeset",
     "Category",
+    "Delivery",
+    "Device",
     "Incident",
     "IncidentEvent",
     "IntegrationClient",
+    "Notification",
     "Patrol",
     "Photo",
     "RefreshToken",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from gridgov.errors import AreaNotFound, Conflict, NotFound, ValidationFailed
 from gridgov.models import Area, Assignment, User
+from gridgov.services.notifications import notify_assignment
 from gridgov.services.paging import Page
 from gridgov.services.scope import area_in_subtree
 from gridgov.services.users import (
@@ -225,6 +226,9 @@ def create_assignment(
         "create_assignment",
         f"{assignment.id}: {user_target(user)} {duty} on {area.code} from {active_from}",
     )
+    notify_assignment(
+        session, assignment=assignment, area_code=area.code, change="created", actor=actor
+    )
     return assignment_view(assignment, area.code, now)
 
 
@@ -259,11 +263,16 @@ def end_assignment(session: Session, *, actor: User, assignment_id: int) -> Assi
             details={"id": assignment_id},
         )
     now = now_utc()
-    if assignment_is_open(assignment, now):
+    ended = assignment_is_open(assignment, now)
+    if ended:
         end_assignment_at(assignment, now)
         session.flush()
         audit_admin(
             session, actor, "end_assignment", f"{assignment.id} of user {assignment.user_id}"
         )
     code = session.scalar(select(Area.code).where(Area.id == assignment.area_id))
+    if ended:
+        notify_assignment(
+            session, assignment=assignment, area_code=code, change="ended", actor=actor
+        )
     return assignment_view(assignment, code, now)

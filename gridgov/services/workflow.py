@@ -45,6 +45,7 @@ from gridgov.models import (
     User,
 )
 from gridgov.services.calendar import WorkCalendar
+from gridgov.services.notifications import notify_incident_event
 from gridgov.services.scope import (
     area_in_subtree,
     get_visible_incident,
@@ -154,19 +155,20 @@ def apply_action(
     # One action, one UPDATE: the version goes up by exactly one.
     with session.no_autoflush:
         data = _apply(session, incident, actor, request, calendar, now)
-    session.add(
-        IncidentEvent(
-            incident_id=incident.id,
-            actor_id=actor.id if actor else None,
-            action=request.action,
-            from_status=from_status,
-            to_status=incident.status,
-            note=request.note,
-            data=data,
-            created_at=now,
-        )
+    event = IncidentEvent(
+        incident_id=incident.id,
+        actor_id=actor.id if actor else None,
+        action=request.action,
+        from_status=from_status,
+        to_status=incident.status,
+        note=request.note,
+        data=data,
+        created_at=now,
     )
+    session.add(event)
     session.flush()
+    # In the action's transaction: the notifications commit or roll back with it.
+    notify_incident_event(session, incident=incident, event=event, actor=actor)
     return incident
 
 

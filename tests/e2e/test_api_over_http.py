@@ -274,6 +274,27 @@ def test_people_and_assignments(admin, supervisor):
     assert admin.get("/api/v1/audit").status == 200
 
 
+def test_notifications_and_devices(supervisor, worker, report):
+    case = worker.post("/api/v1/incidents", json=report(f"e2e-{uuid.uuid4().hex[:12]}")).json()
+    supervisor.post(f"/api/v1/incidents/{case['id']}/actions", json={"action": "accept"})
+    dispatched = supervisor.post(
+        f"/api/v1/incidents/{case['id']}/actions",
+        json={"action": "dispatch", "assignee": worker.user["id"]},
+    )
+    assert dispatched.status == 200, dispatched
+    listed = worker.get("/api/v1/me/notifications", params={"unread": "true"})
+    [note] = [n for n in listed.json()["items"] if n["incident"] == case["id"]]
+    assert note["kind"] == "dispatched"
+    marked = worker.post("/api/v1/me/notifications/read", json={"ids": [note["id"]]})
+    assert marked.json() == {"marked": 1}
+    device = worker.post(
+        "/api/v1/me/devices", json={"kind": "webhook", "url": "http://127.0.0.1:9/push"}
+    )
+    assert device.status == 201, device
+    removed = worker.request("DELETE", f"/api/v1/me/devices/{device.json()['id']}")
+    assert removed.status == 204, removed
+
+
 def test_boundary_change_set_dry_run(admin):
     area = admin.get(f"/api/v1/areas/{FIRST_TOWN_MICROGRID}", params={"format": "geojson"}).json()
     area["properties"] = {

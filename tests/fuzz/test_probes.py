@@ -425,6 +425,20 @@ WRITES = {
             },
         },
     ),
+    "notifications.mark_read": (
+        "POST",
+        "/api/v1/me/notifications/read",
+        "grid_worker",
+        "json",
+        lambda ctx, n: {"ids": [n]},
+    ),
+    "notifications.register_device": (
+        "POST",
+        "/api/v1/me/devices",
+        "grid_worker",
+        "json",
+        lambda ctx, n: {"kind": "webhook", "url": f"http://127.0.0.1:9/push/{n}"},
+    ),
     "categories.update_category": (
         "PATCH",
         "/api/v1/categories/fire_corridor",
