@@ -151,6 +151,10 @@ def map_incidents(live_server) -> Iterator[dict[str, MapIncident]]:
     finally:
         ids = [incident.id for incident in made.values()]
         with live.app_context():
+            # What the actions notified goes with the cases (deliveries cascade).
+            db.session.execute(
+                text("DELETE FROM notification WHERE incident_id = ANY(:ids)"), {"ids": ids}
+            )
             db.session.execute(
                 text("DELETE FROM incident_event WHERE incident_id = ANY(:ids)"), {"ids": ids}
             )

@@ -86,6 +86,12 @@ def cases(live_server) -> Iterator[Cases]:
         )
     finally:
         with live.app_context():
+            # What the cases and the outsider were notified of goes with them (deliveries
+            # cascade).
+            db.session.execute(
+                text("DELETE FROM notification WHERE incident_id = ANY(:ids) OR user_id = :user"),
+                {"ids": ids, "user": outsider_id},
+            )
             db.session.execute(
                 text("DELETE FROM incident_event WHERE incident_id = ANY(:ids)"), {"ids": ids}
             )
